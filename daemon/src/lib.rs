@@ -1,0 +1,4 @@
+//! Lifeboat: PostgreSQL backup, WAL archive, point-in-time restore.
+#![warn(missing_docs)]
+
+pub mod pg;
