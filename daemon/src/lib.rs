@@ -1,4 +1,5 @@
 //! Lifeboat: PostgreSQL backup, WAL archive, point-in-time restore.
 #![warn(missing_docs)]
 
+pub mod backup;
 pub mod pg;
