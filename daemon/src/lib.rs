@@ -2,4 +2,8 @@
 #![warn(missing_docs)]
 
 pub mod backup;
+pub mod config;
+pub mod crypto;
 pub mod pg;
+pub mod repo;
+pub mod storage;
