@@ -2,8 +2,11 @@
 #![warn(missing_docs)]
 
 pub mod backup;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod pg;
 pub mod repo;
+pub mod restore;
 pub mod storage;
+pub mod wal;

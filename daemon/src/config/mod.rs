@@ -122,14 +122,19 @@ pub struct BackupSettings {
 impl Config {
     /// Reads and validates the configuration file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let text = String::from_utf8_lossy(&bytes);
         let raw: raw::RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
         let mut config = raw.validate().map_err(invalid)?;
         config.path = path.to_path_buf();
         config.sha256 = hex::encode(Sha256::digest(&bytes));
@@ -138,7 +143,13 @@ impl Config {
 
     /// The cluster called `name`, or the only one when `name` is `None`.
     pub fn cluster(&self, name: Option<&str>) -> Result<&ClusterConfig, ConfigError> {
-        let names = || self.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+        let names = || {
+            self.clusters
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match name {
             Some(n) => self.clusters.iter().find(|c| c.name == n).ok_or_else(|| {
                 ConfigError::Cluster(format!(
@@ -159,6 +170,9 @@ impl Config {
 
 /// Parses a duration such as `4h`, `90s` or `30d`.
 pub fn parse_duration(key: &str, value: &str) -> Result<Duration, String> {
-    humantime::parse_duration(value)
-        .map_err(|e| format!("{key} = {value:?} is not a duration ({e}); write it like \"4h\", \"15m\" or \"30d\""))
+    humantime::parse_duration(value).map_err(|e| {
+        format!(
+            "{key} = {value:?} is not a duration ({e}); write it like \"4h\", \"15m\" or \"30d\""
+        )
+    })
 }

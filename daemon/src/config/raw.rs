@@ -75,7 +75,10 @@ fn default_rpo() -> String {
 
 impl Default for RawTargets {
     fn default() -> Self {
-        RawTargets { rto: default_rto(), rpo: default_rpo() }
+        RawTargets {
+            rto: default_rto(),
+            rpo: default_rpo(),
+        }
     }
 }
 
@@ -100,7 +103,10 @@ fn default_compress_level() -> i32 {
 
 impl Default for RawBackup {
     fn default() -> Self {
-        RawBackup { wal_timeout: default_wal_timeout(), compress_level: default_compress_level() }
+        RawBackup {
+            wal_timeout: default_wal_timeout(),
+            compress_level: default_compress_level(),
+        }
     }
 }
 
@@ -128,13 +134,23 @@ impl RawConfig {
 impl RawCluster {
     fn validate(self) -> Result<ClusterConfig, String> {
         let at = |m: String| format!("[[cluster]] {:?}: {m}", self.name);
-        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("cluster name {:?} must be letters, digits, '-' or '_'", self.name));
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "cluster name {:?} must be letters, digits, '-' or '_'",
+                self.name
+            ));
         }
         if has_password(&self.conninfo) {
-            return Err(at("conninfo holds a password; secrets are only given by reference: \
+            return Err(at(
+                "conninfo holds a password; secrets are only given by reference: \
                            use a .pgpass file or trust/peer authentication for the backup role"
-                .into()));
+                    .into(),
+            ));
         }
         let kek = KekRef::parse(&self.encryption.kek).map_err(|e| at(e.to_string()))?;
         if self.repository.is_empty() {
@@ -151,7 +167,8 @@ impl RawCluster {
             rto: parse_duration("targets.rto", &self.targets.rto).map_err(at)?,
             rpo: parse_duration("targets.rpo", &self.targets.rpo).map_err(at)?,
         };
-        let wal_timeout = parse_duration("backup.wal-timeout", &self.backup.wal_timeout).map_err(at)?;
+        let wal_timeout =
+            parse_duration("backup.wal-timeout", &self.backup.wal_timeout).map_err(at)?;
         if !(1..=19).contains(&self.backup.compress_level) {
             return Err(at(format!(
                 "backup.compress-level = {} is outside 1..=19",
@@ -166,7 +183,10 @@ impl RawCluster {
             kek,
             repositories,
             targets,
-            backup: BackupSettings { wal_timeout, compress_level: self.backup.compress_level },
+            backup: BackupSettings {
+                wal_timeout,
+                compress_level: self.backup.compress_level,
+            },
         })
     }
 }
@@ -176,7 +196,10 @@ impl RawRepository {
         let kind = match self.kind.as_str() {
             "local" => RepositoryKind::Local {
                 path: self.path.ok_or_else(|| {
-                    format!("repository {:?} of kind \"local\" needs path = \"/dir\"", self.name)
+                    format!(
+                        "repository {:?} of kind \"local\" needs path = \"/dir\"",
+                        self.name
+                    )
                 })?,
             },
             other => {
@@ -186,7 +209,10 @@ impl RawRepository {
                 ))
             }
         };
-        Ok(RepositoryConfig { name: self.name, kind })
+        Ok(RepositoryConfig {
+            name: self.name,
+            kind,
+        })
     }
 }
 

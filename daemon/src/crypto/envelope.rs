@@ -170,7 +170,12 @@ pub fn seal_with_id(
     };
     let mut out = Vec::with_capacity(body.len() + 128);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[VERSION, kind as u8, compressed as u8, entry.key_id.len() as u8]);
+    out.extend_from_slice(&[
+        VERSION,
+        kind as u8,
+        compressed as u8,
+        entry.key_id.len() as u8,
+    ]);
     out.extend_from_slice(entry.key_id.as_bytes());
     out.extend_from_slice(&salt);
     out.extend_from_slice(&nonce);
@@ -178,7 +183,13 @@ pub fn seal_with_id(
     out.extend_from_slice(&(plain.len() as u64).to_le_bytes());
     let aad = aad(&out, repository_id, name);
     let ct = object_key(entry, &salt)
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: &body, aad: &aad })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &body,
+                aad: &aad,
+            },
+        )
         .expect("AES-GCM encryption in memory cannot fail");
     out.extend_from_slice(&ct);
     out
@@ -186,12 +197,20 @@ pub fn seal_with_id(
 
 /// Parses the header of sealed object `name` without keys (to compare content ids).
 pub fn read_header(name: &str, bytes: &[u8]) -> Result<Header, CryptoError> {
-    let corrupt = |reason: &str| CryptoError::Corrupt { name: name.into(), reason: reason.into() };
+    let corrupt = |reason: &str| CryptoError::Corrupt {
+        name: name.into(),
+        reason: reason.into(),
+    };
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
-        return Err(corrupt("it does not start with a Lifeboat envelope (magic LBOX)"));
+        return Err(corrupt(
+            "it does not start with a Lifeboat envelope (magic LBOX)",
+        ));
     }
     if bytes[4] != VERSION {
-        return Err(corrupt(&format!("unsupported envelope version {}", bytes[4])));
+        return Err(corrupt(&format!(
+            "unsupported envelope version {}",
+            bytes[4]
+        )));
     }
     let kind = Kind::from_u8(bytes[5]).ok_or_else(|| corrupt("unknown object kind"))?;
     let n = bytes[7] as usize;
@@ -224,13 +243,21 @@ pub fn open(
     kind: Kind,
     bytes: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    let corrupt = |reason: String| CryptoError::Corrupt { name: name.into(), reason };
+    let corrupt = |reason: String| CryptoError::Corrupt {
+        name: name.into(),
+        reason,
+    };
     let h = read_header(name, bytes)?;
     if h.kind != kind {
-        return Err(corrupt(format!("it holds a {:?} object where a {kind:?} was expected", h.kind)));
+        return Err(corrupt(format!(
+            "it holds a {:?} object where a {kind:?} was expected",
+            h.kind
+        )));
     }
-    let entry = entry_for(&h.key_id)
-        .ok_or_else(|| CryptoError::UnknownKey { name: name.into(), key_id: h.key_id.clone() })?;
+    let entry = entry_for(&h.key_id).ok_or_else(|| CryptoError::UnknownKey {
+        name: name.into(),
+        key_id: h.key_id.clone(),
+    })?;
     let aad = aad(&bytes[..h.len], repository_id, name);
     let body = object_key(&entry, &h.salt)
         .decrypt(Nonce::from_slice(&h.nonce), Payload { msg: &bytes[h.len..], aad: &aad })
@@ -242,7 +269,9 @@ pub fn open(
         body
     };
     if plain.len() as u64 != h.plain_len || ContentId::of(&entry, &plain) != h.content_id {
-        return Err(corrupt("the plaintext does not match its content id".into()));
+        return Err(corrupt(
+            "the plaintext does not match its content id".into(),
+        ));
     }
     Ok(plain)
 }
@@ -257,15 +286,28 @@ mod tests {
         let find = |id: &str| (id == "k0001").then(|| e.clone());
         let data = b"some wal bytes ".repeat(50);
         let sealed = seal(&e, "r1", "wal/00000001/x", Kind::Wal, &data, 3);
-        assert_eq!(open(find, "r1", "wal/00000001/x", Kind::Wal, &sealed).unwrap(), data);
+        assert_eq!(
+            open(find, "r1", "wal/00000001/x", Kind::Wal, &sealed).unwrap(),
+            data
+        );
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;
-            assert!(open(find, "r1", "wal/00000001/x", Kind::Wal, &bad).is_err(), "byte {i}");
+            assert!(
+                open(find, "r1", "wal/00000001/x", Kind::Wal, &bad).is_err(),
+                "byte {i}"
+            );
         }
         assert!(open(find, "r1", "wal/00000001/y", Kind::Wal, &sealed).is_err());
         assert!(open(find, "r2", "wal/00000001/x", Kind::Wal, &sealed).is_err());
         assert!(open(find, "r1", "wal/00000001/x", Kind::History, &sealed).is_err());
-        assert!(open(find, "r1", "wal/00000001/x", Kind::Wal, &sealed[..sealed.len() - 1]).is_err());
+        assert!(open(
+            find,
+            "r1",
+            "wal/00000001/x",
+            Kind::Wal,
+            &sealed[..sealed.len() - 1]
+        )
+        .is_err());
     }
 }

@@ -50,11 +50,16 @@ impl KekRef {
                 let v = std::env::var(name).map_err(|_| {
                     CryptoError::Kek(format!("environment variable {name} (the KEK) is not set"))
                 })?;
-                decode_text_key(v.trim())
-                    .ok_or_else(|| CryptoError::Kek(format!("{name} must hold 64 hex digits or base64 of 32 bytes")))?
+                decode_text_key(v.trim()).ok_or_else(|| {
+                    CryptoError::Kek(format!(
+                        "{name} must hold 64 hex digits or base64 of 32 bytes"
+                    ))
+                })?
             }
         };
-        Ok(Kek { key: SecretKey(bytes) })
+        Ok(Kek {
+            key: SecretKey(bytes),
+        })
     }
 }
 
@@ -115,7 +120,11 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(KekRef::File(p.clone()).load().is_ok());
         std::fs::write(&p, [7u8; 31]).unwrap();
-        assert!(KekRef::File(p).load().unwrap_err().to_string().contains("31 bytes"));
+        assert!(KekRef::File(p)
+            .load()
+            .unwrap_err()
+            .to_string()
+            .contains("31 bytes"));
     }
 
     #[test]

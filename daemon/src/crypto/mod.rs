@@ -25,9 +25,11 @@ pub enum CryptoError {
     #[error("{0}")]
     Kek(String),
     /// The KEK did not open a key ring.
-    #[error("the key-encryption key does not open key {key_id} of repository {repository_id} \
+    #[error(
+        "the key-encryption key does not open key {key_id} of repository {repository_id} \
              (it was wrapped by KEK {wrapped_by}, the configured KEK is {configured})\n\
-             hint: point [cluster.encryption] kek at the key this repository was initialised with")]
+             hint: point [cluster.encryption] kek at the key this repository was initialised with"
+    )]
     WrongKek {
         /// Key ring entry.
         key_id: String,
@@ -47,7 +49,9 @@ pub enum CryptoError {
         reason: String,
     },
     /// The object is sealed with a key the ring does not have.
-    #[error("object {name} is sealed with key {key_id}, which is not in this repository's key ring")]
+    #[error(
+        "object {name} is sealed with key {key_id}, which is not in this repository's key ring"
+    )]
     UnknownKey {
         /// The object's name.
         name: String,

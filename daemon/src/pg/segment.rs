@@ -53,12 +53,18 @@ pub struct SegmentName {
 impl SegmentName {
     /// The segment on `tli` that holds `lsn`.
     pub fn containing(tli: TimelineId, lsn: Lsn, seg_size: u64) -> SegmentName {
-        SegmentName { tli, segno: lsn.0 / seg_size }
+        SegmentName {
+            tli,
+            segno: lsn.0 / seg_size,
+        }
     }
 
     /// The last segment needed to reach `end` (exclusive), the rule `pg_walfile_name()` uses.
     pub fn last_needed_for(tli: TimelineId, end: Lsn, seg_size: u64) -> SegmentName {
-        SegmentName { tli, segno: end.0.saturating_sub(1) / seg_size }
+        SegmentName {
+            tli,
+            segno: end.0.saturating_sub(1) / seg_size,
+        }
     }
 
     /// The LSN where this segment starts.
@@ -69,7 +75,12 @@ impl SegmentName {
     /// The 24-hex-digit file name.
     pub fn file_name(self, seg_size: u64) -> String {
         let per = (1u64 << 32) / seg_size;
-        format!("{:08X}{:08X}{:08X}", self.tli.0, self.segno / per, self.segno % per)
+        format!(
+            "{:08X}{:08X}{:08X}",
+            self.tli.0,
+            self.segno / per,
+            self.segno % per
+        )
     }
 
     /// Parses a 24-hex-digit file name; `None` for anything else (history files, `.partial`).
@@ -84,12 +95,18 @@ impl SegmentName {
         if seg >= per {
             return None;
         }
-        Some(SegmentName { tli: TimelineId(tli), segno: log * per + seg })
+        Some(SegmentName {
+            tli: TimelineId(tli),
+            segno: log * per + seg,
+        })
     }
 
     /// The next segment on the same timeline.
     pub fn next(self) -> SegmentName {
-        SegmentName { tli: self.tli, segno: self.segno + 1 }
+        SegmentName {
+            tli: self.tli,
+            segno: self.segno + 1,
+        }
     }
 }
 
@@ -114,7 +131,10 @@ pub fn parse_history(text: &str) -> Result<Vec<HistoryEntry>, String> {
         let bad = || format!("history line {} is malformed: {line:?}", n + 1);
         let parent = fields.next().and_then(|f| f.parse().ok()).ok_or_else(bad)?;
         let switch_lsn = fields.next().and_then(|f| f.parse().ok()).ok_or_else(bad)?;
-        entries.push(HistoryEntry { parent: TimelineId(parent), switch_lsn });
+        entries.push(HistoryEntry {
+            parent: TimelineId(parent),
+            switch_lsn,
+        });
     }
     Ok(entries)
 }
@@ -129,7 +149,8 @@ mod tests {
     fn names_follow_postgres() {
         let s = SegmentName::containing(TimelineId(1), "1/A2000000".parse().unwrap(), 64 << 20);
         assert_eq!(s.file_name(64 << 20), "000000010000000100000028");
-        let e = SegmentName::last_needed_for(TimelineId(1), "1/A4000000".parse().unwrap(), 64 << 20);
+        let e =
+            SegmentName::last_needed_for(TimelineId(1), "1/A4000000".parse().unwrap(), 64 << 20);
         assert_eq!(e.file_name(64 << 20), "000000010000000100000028");
         let p = SegmentName::parse("000000010000000000000003", MB16).unwrap();
         assert_eq!(p.start_lsn(MB16).to_string(), "0/3000000");
@@ -139,7 +160,13 @@ mod tests {
     #[test]
     fn history_parses() {
         let h = parse_history("1\t0/4031038\tno recovery target specified\n").unwrap();
-        assert_eq!(h, vec![HistoryEntry { parent: TimelineId(1), switch_lsn: Lsn(0x4031038) }]);
+        assert_eq!(
+            h,
+            vec![HistoryEntry {
+                parent: TimelineId(1),
+                switch_lsn: Lsn(0x4031038)
+            }]
+        );
         assert!(parse_history("x y").is_err());
     }
 }

@@ -18,7 +18,8 @@ pub fn path(id: &str) -> String {
 
 /// Parses an index object name back to its id.
 pub fn parse(name: &str) -> Option<&str> {
-    name.strip_prefix("index/").filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+    name.strip_prefix("index/")
+        .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The stored form.
@@ -83,7 +84,10 @@ impl IndexFile {
     pub fn add_pack(&mut self, pack: &str, chunks: &[(ContentId, Slot)]) {
         self.packs.push(IndexedPack {
             pack: pack.into(),
-            chunks: chunks.iter().map(|(id, s)| (id.to_hex(), s.offset, s.len)).collect(),
+            chunks: chunks
+                .iter()
+                .map(|(id, s)| (id.to_hex(), s.offset, s.len))
+                .collect(),
         });
     }
 }
@@ -91,8 +95,14 @@ impl IndexFile {
 impl Repository {
     /// Stores an index; returns its id.
     pub async fn put_index(&self, index: &IndexFile) -> Result<String, RepoError> {
-        let mut file = IndexFile { format: 1, packs: Vec::new() };
-        file.packs.extend(index.packs.iter().map(|p| IndexedPack { pack: p.pack.clone(), chunks: p.chunks.clone() }));
+        let mut file = IndexFile {
+            format: 1,
+            packs: Vec::new(),
+        };
+        file.packs.extend(index.packs.iter().map(|p| IndexedPack {
+            pack: p.pack.clone(),
+            chunks: p.chunks.clone(),
+        }));
         let plain = serde_json::to_vec(&file).expect("indexes serialize");
         let id = self.content_id(&plain).to_hex();
         self.put_object(&path(&id), Kind::Index, &plain, 3).await?;
@@ -107,12 +117,22 @@ impl Repository {
                 continue;
             }
             let plain = self.get_object(&obj.name, Kind::Index).await?;
-            let bad = |reason: String| RepoError::Format { name: obj.name.clone(), reason };
+            let bad = |reason: String| RepoError::Format {
+                name: obj.name.clone(),
+                reason,
+            };
             let file: IndexFile = serde_json::from_slice(&plain).map_err(|e| bad(e.to_string()))?;
             for p in file.packs {
                 for (id, offset, len) in p.chunks {
-                    let id = ContentId::from_hex(&id).ok_or_else(|| bad(format!("chunk id {id:?} is not 64 hex digits")))?;
-                    out.insert(id, ChunkLocation { pack: p.pack.clone(), slot: Slot { offset, len } });
+                    let id = ContentId::from_hex(&id)
+                        .ok_or_else(|| bad(format!("chunk id {id:?} is not 64 hex digits")))?;
+                    out.insert(
+                        id,
+                        ChunkLocation {
+                            pack: p.pack.clone(),
+                            slot: Slot { offset, len },
+                        },
+                    );
                 }
             }
         }

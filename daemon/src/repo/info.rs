@@ -31,6 +31,9 @@ pub struct RepoInfo {
     pub wal_segment_size: u64,
     /// Creation time, RFC 3339.
     pub created: String,
+    /// SHA-256 of the file as stored; key-ring entries are bound to it.
+    #[serde(skip)]
+    pub sha256: String,
 }
 
 impl RepoInfo {
@@ -43,18 +46,29 @@ impl RepoInfo {
             system_identifier: system_identifier.to_string(),
             wal_segment_size,
             created: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            sha256: String::new(),
         }
     }
 
     /// Parses and checks the identity file.
     pub fn parse(raw: &[u8]) -> Result<RepoInfo, RepoError> {
-        let bad = |reason: String| RepoError::Format { name: PATH.into(), reason };
-        let info: RepoInfo = serde_json::from_slice(raw).map_err(|e| bad(e.to_string()))?;
+        let bad = |reason: String| RepoError::Format {
+            name: PATH.into(),
+            reason,
+        };
+        let mut info: RepoInfo = serde_json::from_slice(raw).map_err(|e| bad(e.to_string()))?;
+        info.sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(raw));
         if info.format != 1 {
-            return Err(bad(format!("format {} is not supported by this Lifeboat (1)", info.format)));
+            return Err(bad(format!(
+                "format {} is not supported by this Lifeboat (1)",
+                info.format
+            )));
         }
         if !info.wal_segment_size.is_power_of_two() || info.wal_segment_size < (1 << 20) {
-            return Err(bad(format!("wal_segment_size {} is not a power of two >= 1 MiB", info.wal_segment_size)));
+            return Err(bad(format!(
+                "wal_segment_size {} is not a power of two >= 1 MiB",
+                info.wal_segment_size
+            )));
         }
         info.system_id().map_err(bad)?;
         Ok(info)
@@ -62,9 +76,12 @@ impl RepoInfo {
 
     /// The system identifier as a number.
     pub fn system_id(&self) -> Result<u64, String> {
-        self.system_identifier
-            .parse()
-            .map_err(|_| format!("system_identifier {:?} is not a number", self.system_identifier))
+        self.system_identifier.parse().map_err(|_| {
+            format!(
+                "system_identifier {:?} is not a number",
+                self.system_identifier
+            )
+        })
     }
 
     /// Serialized form.

@@ -94,9 +94,9 @@ pub struct Manifest {
     pub stats: BackupStats,
 }
 
-/// One item of the data directory.
+/// One item of the data directory. (No `deny_unknown_fields` here: serde cannot combine it
+/// with `flatten`; the flattened kind denies unknown fields itself.)
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// Path relative to the data directory, `/`-separated.
     pub path: String,
@@ -165,7 +165,8 @@ impl Repository {
     /// Stores a manifest, the step that makes a backup exist.
     pub async fn put_manifest(&self, m: &Manifest) -> Result<(), RepoError> {
         let plain = serde_json::to_vec(m).expect("manifests serialize");
-        self.put_object(&path(&m.backup_id), Kind::Manifest, &plain, 3).await?;
+        self.put_object(&path(&m.backup_id), Kind::Manifest, &plain, 3)
+            .await?;
         Ok(())
     }
 
@@ -173,18 +174,28 @@ impl Repository {
     pub async fn get_manifest(&self, id: &BackupId) -> Result<Manifest, RepoError> {
         let name = path(id);
         let plain = self.get_object(&name, Kind::Manifest).await?;
-        let m: Manifest = serde_json::from_slice(&plain)
-            .map_err(|e| RepoError::Format { name: name.clone(), reason: e.to_string() })?;
+        let m: Manifest = serde_json::from_slice(&plain).map_err(|e| RepoError::Format {
+            name: name.clone(),
+            reason: e.to_string(),
+        })?;
         if &m.backup_id != id {
-            return Err(RepoError::Format { name, reason: format!("it describes backup {}", m.backup_id) });
+            return Err(RepoError::Format {
+                name,
+                reason: format!("it describes backup {}", m.backup_id),
+            });
         }
         Ok(m)
     }
 
     /// The ids of every backup with a manifest, oldest first.
     pub async fn list_backups(&self) -> Result<Vec<BackupId>, RepoError> {
-        let mut ids: Vec<BackupId> =
-            self.storage().list("backups/").await?.iter().filter_map(|o| parse(&o.name)).collect();
+        let mut ids: Vec<BackupId> = self
+            .storage()
+            .list("backups/")
+            .await?
+            .iter()
+            .filter_map(|o| parse(&o.name))
+            .collect();
         ids.sort();
         Ok(ids)
     }

@@ -119,28 +119,51 @@ impl Repository {
         info: RepoInfo,
     ) -> Result<Repository, RepoError> {
         let entry = KeyEntry::generate(&keys::key_id(1));
-        let wrapped = serde_json::to_vec_pretty(&entry.wrap(kek, &info.repository_id))
+        let identity = info.to_json();
+        let info = RepoInfo::parse(&identity)?;
+        let wrapped = serde_json::to_vec_pretty(&entry.wrap(kek, &info.sha256))
             .expect("key ring entries serialize");
-        storage.put_new(info::PATH, &info.to_json()).await?;
-        storage.put_new(&keys::path(&entry.key_id), &wrapped).await?;
-        Ok(Repository { name: name.into(), info, storage, keys: vec![entry] })
+        storage.put_new(info::PATH, &identity).await?;
+        storage
+            .put_new(&keys::path(&entry.key_id), &wrapped)
+            .await?;
+        Ok(Repository {
+            name: name.into(),
+            info,
+            storage,
+            keys: vec![entry],
+        })
     }
 
     /// Opens an existing repository and unwraps its key ring with `kek`.
-    pub async fn open(name: &str, storage: Arc<dyn Storage>, kek: &Kek) -> Result<Repository, RepoError> {
+    pub async fn open(
+        name: &str,
+        storage: Arc<dyn Storage>,
+        kek: &Kek,
+    ) -> Result<Repository, RepoError> {
         let raw = match storage.get(info::PATH).await {
             Err(StorageError::NotFound(_)) => {
-                return Err(RepoError::NotInitialized { location: storage.location() })
+                return Err(RepoError::NotInitialized {
+                    location: storage.location(),
+                })
             }
             r => r?,
         };
         let info = RepoInfo::parse(&raw)?;
-        let keys = keys::load_all(storage.as_ref(), kek, &info.repository_id).await?;
-        Ok(Repository { name: name.into(), info, storage, keys })
+        let keys = keys::load_all(storage.as_ref(), kek, &info).await?;
+        Ok(Repository {
+            name: name.into(),
+            info,
+            storage,
+            keys,
+        })
     }
 
     /// Opens every repository of `cluster`, in configuration order.
-    pub async fn open_all(cluster: &ClusterConfig, kek: &Kek) -> Result<Vec<Repository>, RepoError> {
+    pub async fn open_all(
+        cluster: &ClusterConfig,
+        kek: &Kek,
+    ) -> Result<Vec<Repository>, RepoError> {
         let mut out = Vec::new();
         for rc in &cluster.repositories {
             out.push(Repository::open(&rc.name, storage_for(rc), kek).await?);
@@ -155,7 +178,9 @@ impl Repository {
 
     /// The key-ring entry new objects are sealed with.
     pub fn current_key(&self) -> &KeyEntry {
-        self.keys.last().expect("an open repository has at least one key")
+        self.keys
+            .last()
+            .expect("an open repository has at least one key")
     }
 
     /// The content id of `data` in this repository.
@@ -165,13 +190,26 @@ impl Repository {
 
     /// Seals `plain` for object `name` (or chunk name) without storing it.
     pub fn seal(&self, name: &str, kind: Kind, plain: &[u8], level: i32) -> Vec<u8> {
-        envelope::seal(self.current_key(), &self.info.repository_id, name, kind, plain, level)
+        envelope::seal(
+            self.current_key(),
+            &self.info.repository_id,
+            name,
+            kind,
+            plain,
+            level,
+        )
     }
 
     /// Opens sealed bytes of object `name`.
     pub fn open_sealed(&self, name: &str, kind: Kind, bytes: &[u8]) -> Result<Vec<u8>, RepoError> {
         let find = |id: &str| self.keys.iter().find(|k| k.key_id == id).cloned();
-        Ok(envelope::open(find, &self.info.repository_id, name, kind, bytes)?)
+        Ok(envelope::open(
+            find,
+            &self.info.repository_id,
+            name,
+            kind,
+            bytes,
+        )?)
     }
 
     /// Stores sealed bytes create-only and reads them back. An existing object with the same
@@ -179,12 +217,17 @@ impl Repository {
     pub async fn put_verified(&self, name: &str, sealed: &[u8]) -> Result<PutOutcome, RepoError> {
         match self.storage.put_new(name, sealed).await {
             Ok(()) => {}
-            Err(StorageError::AlreadyExists(_)) => return self.compare_existing(name, sealed).await,
+            Err(StorageError::AlreadyExists(_)) => {
+                return self.compare_existing(name, sealed).await
+            }
             Err(e) => return Err(e.into()),
         }
         let back = self.storage.get(name).await?;
         if back != sealed {
-            return Err(RepoError::VerifyFailed { name: name.into(), location: self.storage.location() });
+            return Err(RepoError::VerifyFailed {
+                name: name.into(),
+                location: self.storage.location(),
+            });
         }
         Ok(PutOutcome::Stored)
     }
@@ -196,11 +239,21 @@ impl Repository {
         if stored == new {
             return Ok(PutOutcome::AlreadyStored);
         }
-        Err(RepoError::Conflict { name: name.into(), stored: stored.to_hex(), new: new.to_hex() })
+        Err(RepoError::Conflict {
+            name: name.into(),
+            stored: stored.to_hex(),
+            new: new.to_hex(),
+        })
     }
 
     /// Seals and stores object `name`.
-    pub async fn put_object(&self, name: &str, kind: Kind, plain: &[u8], level: i32) -> Result<PutOutcome, RepoError> {
+    pub async fn put_object(
+        &self,
+        name: &str,
+        kind: Kind,
+        plain: &[u8],
+        level: i32,
+    ) -> Result<PutOutcome, RepoError> {
         let sealed = self.seal(name, kind, plain, level);
         self.put_verified(name, &sealed).await
     }
@@ -209,5 +262,25 @@ impl Repository {
     pub async fn get_object(&self, name: &str, kind: Kind) -> Result<Vec<u8>, RepoError> {
         let bytes = self.storage.get(name).await?;
         self.open_sealed(name, kind, &bytes)
+    }
+}
+
+impl Repository {
+    /// Stores bytes named by their own hash (packs): an existing object of that name already
+    /// holds these bytes, so it counts as stored. Read back before it counts.
+    pub async fn put_hashed(&self, name: &str, bytes: &[u8]) -> Result<PutOutcome, RepoError> {
+        let outcome = match self.storage.put_new(name, bytes).await {
+            Ok(()) => PutOutcome::Stored,
+            Err(StorageError::AlreadyExists(_)) => PutOutcome::AlreadyStored,
+            Err(e) => return Err(e.into()),
+        };
+        let back = self.storage.get(name).await?;
+        if back != bytes {
+            return Err(RepoError::VerifyFailed {
+                name: name.into(),
+                location: self.storage.location(),
+            });
+        }
+        Ok(outcome)
     }
 }

@@ -17,7 +17,10 @@ pub fn path(id: &str) -> String {
 pub fn parse(name: &str) -> Option<&str> {
     let rest = name.strip_prefix("packs/")?;
     let (dir, id) = rest.split_once('/')?;
-    (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id.starts_with(dir) && dir.len() == 2)
+    (id.len() == 64
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+        && id.starts_with(dir)
+        && dir.len() == 2)
         .then_some(id)
 }
 
@@ -45,7 +48,10 @@ pub struct PackWriter {
 impl PackWriter {
     /// Appends a sealed chunk.
     pub fn add(&mut self, id: ContentId, sealed: &[u8]) {
-        let slot = Slot { offset: self.buf.len() as u64, len: sealed.len() as u32 };
+        let slot = Slot {
+            offset: self.buf.len() as u64,
+            len: sealed.len() as u32,
+        };
         self.buf.extend_from_slice(sealed);
         self.chunks.push((id, slot));
     }

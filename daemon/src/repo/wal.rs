@@ -27,7 +27,12 @@ impl WalObject {
         match self {
             WalObject::Segment(s) => format!("wal/{}/{}", s.tli.to_hex8(), s.file_name(seg_size)),
             WalObject::Partial(s, end) => {
-                format!("wal/{}/{}.partial.{}", s.tli.to_hex8(), s.file_name(seg_size), end.to_hex16())
+                format!(
+                    "wal/{}/{}.partial.{}",
+                    s.tli.to_hex8(),
+                    s.file_name(seg_size),
+                    end.to_hex16()
+                )
             }
             WalObject::History(t) => format!("wal/{}", t.history_file_name()),
         }
@@ -67,7 +72,9 @@ pub struct WalListing {
 impl WalListing {
     /// Whether segment `seg` is stored complete.
     pub fn has_segment(&self, seg: SegmentName) -> bool {
-        self.segments.get(&seg.tli).is_some_and(|s| s.contains(&seg.segno))
+        self.segments
+            .get(&seg.tli)
+            .is_some_and(|s| s.contains(&seg.segno))
     }
 
     /// How far WAL on `tli` is continuous from segment `from` (inclusive): the end LSN of the
@@ -117,24 +124,43 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        let seg = SegmentName { tli: TimelineId(1), segno: 4 };
-        for o in [WalObject::Segment(seg), WalObject::Partial(seg, Lsn(0x4A1C2F8)), WalObject::History(TimelineId(2))] {
+        let seg = SegmentName {
+            tli: TimelineId(1),
+            segno: 4,
+        };
+        for o in [
+            WalObject::Segment(seg),
+            WalObject::Partial(seg, Lsn(0x4A1C2F8)),
+            WalObject::History(TimelineId(2)),
+        ] {
             assert_eq!(WalObject::parse(&o.path(S), S), Some(o));
         }
-        assert_eq!(WalObject::Segment(seg).path(S), "wal/00000001/000000010000000000000004");
+        assert_eq!(
+            WalObject::Segment(seg).path(S),
+            "wal/00000001/000000010000000000000004"
+        );
         assert_eq!(
             WalObject::Partial(seg, Lsn(0x4A1C2F8)).path(S),
             "wal/00000001/000000010000000000000004.partial.0000000004A1C2F8"
         );
-        assert_eq!(WalObject::parse("wal/00000002/000000010000000000000004", S), None);
+        assert_eq!(
+            WalObject::parse("wal/00000002/000000010000000000000004", S),
+            None
+        );
     }
 
     #[test]
     fn continuity_stops_at_a_gap_and_uses_the_partial() {
         let mut l = WalListing::default();
-        l.segments.entry(TimelineId(1)).or_default().extend([3, 4, 6]);
+        l.segments
+            .entry(TimelineId(1))
+            .or_default()
+            .extend([3, 4, 6]);
         l.partials.insert((TimelineId(1), 5), Lsn(5 * S + 100));
-        assert_eq!(l.continuous_end(TimelineId(1), 3, S), Some(Lsn(5 * S + 100)));
+        assert_eq!(
+            l.continuous_end(TimelineId(1), 3, S),
+            Some(Lsn(5 * S + 100))
+        );
         l.partials.clear();
         assert_eq!(l.continuous_end(TimelineId(1), 3, S), Some(Lsn(5 * S)));
         assert_eq!(l.continuous_end(TimelineId(1), 5, S), None);

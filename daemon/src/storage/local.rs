@@ -31,16 +31,26 @@ impl LocalStorage {
         if source.kind() == std::io::ErrorKind::NotFound && op != "create" {
             return StorageError::NotFound(name.to_string());
         }
-        StorageError::Io { op, name: name.to_string(), location: self.location(), source }
+        StorageError::Io {
+            op,
+            name: name.to_string(),
+            location: self.location(),
+            source,
+        }
     }
 
     fn put_blocking(&self, name: &str, data: &[u8]) -> Result<(), StorageError> {
         check_name(name)?;
         let path = self.root.join(name);
-        let dir = path.parent().expect("a checked name has a parent under root");
-        self.create_dirs(dir).map_err(|e| self.io("create", name, e))?;
+        let dir = path
+            .parent()
+            .expect("a checked name has a parent under root");
+        self.create_dirs(dir)
+            .map_err(|e| self.io("create", name, e))?;
         let tmp = dir.join(format!(".tmp.{}", hex::encode(rand::random::<[u8; 8]>())));
-        let result = self.write_durable(&tmp, data).and_then(|()| fs::hard_link(&tmp, &path));
+        let result = self
+            .write_durable(&tmp, data)
+            .and_then(|()| fs::hard_link(&tmp, &path));
         let _ = fs::remove_file(&tmp);
         match result {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -86,16 +96,27 @@ impl LocalStorage {
         std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()))
     }
 
-    fn get_range_blocking(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StorageError> {
+    fn get_range_blocking(
+        &self,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, StorageError> {
         check_name(name)?;
         let mut f = File::open(self.root.join(name)).map_err(|e| self.io("read", name, e))?;
-        f.seek(SeekFrom::Start(offset)).map_err(|e| self.io("read", name, e))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| self.io("read", name, e))?;
         let mut buf = Vec::with_capacity(len as usize);
-        f.take(len).read_to_end(&mut buf).map_err(|e| self.io("read", name, e))?;
+        f.take(len)
+            .read_to_end(&mut buf)
+            .map_err(|e| self.io("read", name, e))?;
         if (buf.len() as u64) < len {
             let short = std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("wanted {len} bytes at offset {offset}, the object ends after {}", buf.len()),
+                format!(
+                    "wanted {len} bytes at offset {offset}, the object ends after {}",
+                    buf.len()
+                ),
             );
             return Err(self.io("read", name, short));
         }
@@ -106,14 +127,15 @@ impl LocalStorage {
         let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
         let mut out = Vec::new();
         let start = self.root.join(dir_part);
-        self.walk(&start, dir_part, &mut out).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => StorageError::NotFound(prefix.to_string()),
-            _ => self.io("list", prefix, e),
-        })
-        .or_else(|e| match e {
-            StorageError::NotFound(_) if self.root.is_dir() => Ok(()),
-            e => Err(e),
-        })?;
+        self.walk(&start, dir_part, &mut out)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => StorageError::NotFound(prefix.to_string()),
+                _ => self.io("list", prefix, e),
+            })
+            .or_else(|e| match e {
+                StorageError::NotFound(_) if self.root.is_dir() => Ok(()),
+                e => Err(e),
+            })?;
         out.retain(|o| o.name.starts_with(prefix));
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -126,12 +148,19 @@ impl LocalStorage {
             if file_name.starts_with(".tmp.") {
                 continue;
             }
-            let name = if rel.is_empty() { file_name } else { format!("{rel}/{file_name}") };
+            let name = if rel.is_empty() {
+                file_name
+            } else {
+                format!("{rel}/{file_name}")
+            };
             let meta = entry.metadata()?;
             if meta.is_dir() {
                 self.walk(&entry.path(), &name, out)?;
             } else {
-                out.push(ObjectInfo { name, size: meta.len() });
+                out.push(ObjectInfo {
+                    name,
+                    size: meta.len(),
+                });
             }
         }
         Ok(())
@@ -145,7 +174,9 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(f).await.expect("storage worker thread panicked")
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("storage worker thread panicked")
 }
 
 #[async_trait]
@@ -179,7 +210,9 @@ impl Storage for LocalStorage {
             match fs::remove_file(&path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(s.io("delete", &n, e)),
-                Ok(()) => fsync_dir(path.parent().expect("has parent")).map_err(|e| s.io("delete", &n, e)),
+                Ok(()) => {
+                    fsync_dir(path.parent().expect("has parent")).map_err(|e| s.io("delete", &n, e))
+                }
             }
         })
         .await
@@ -199,15 +232,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStorage::new(dir.path().join("repo"));
         s.put_new("wal/00000001/a", b"hello").await.unwrap();
-        assert!(matches!(s.put_new("wal/00000001/a", b"other").await, Err(StorageError::AlreadyExists(_))));
+        assert!(matches!(
+            s.put_new("wal/00000001/a", b"other").await,
+            Err(StorageError::AlreadyExists(_))
+        ));
         assert_eq!(s.get("wal/00000001/a").await.unwrap(), b"hello");
         assert_eq!(s.get_range("wal/00000001/a", 1, 3).await.unwrap(), b"ell");
         assert!(s.get_range("wal/00000001/a", 3, 5).await.is_err());
         s.put_new("wal/00000002/b", b"x").await.unwrap();
-        let names: Vec<_> = s.list("wal/").await.unwrap().into_iter().map(|o| o.name).collect();
+        let names: Vec<_> = s
+            .list("wal/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
         assert_eq!(names, ["wal/00000001/a", "wal/00000002/b"]);
         assert!(s.list("packs/").await.unwrap().is_empty());
-        assert!(matches!(s.get("nope").await, Err(StorageError::NotFound(_))));
+        assert!(matches!(
+            s.get("nope").await,
+            Err(StorageError::NotFound(_))
+        ));
         s.delete("wal/00000001/a").await.unwrap();
         s.delete("wal/00000001/a").await.unwrap();
         assert!(s.put_new("../x", b"").await.is_err());

@@ -76,7 +76,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 pub fn check_name(name: &str) -> Result<(), StorageError> {
     let ok = !name.is_empty()
         && !name.starts_with('/')
-        && name.split('/').all(|p| !p.is_empty() && p != "." && p != ".." && !p.starts_with(".tmp."))
+        && name
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != ".." && !p.starts_with(".tmp."))
         && !name.contains('\0');
     if ok {
         Ok(())

@@ -1,0 +1,158 @@
+//! Bad input and damaged repositories: wal-fetch's exit codes, a flipped byte in any object,
+//! a wrong key-encryption key, and an unknown configuration key.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use lifeboat_tests::{running_as_root, Archived};
+
+/// Every object file under `dir`, relative to it.
+fn objects(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = at % bytes.len();
+    bytes[at] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn wal_fetch_exit_codes_found_absent_and_unreadable() {
+    let a = Archived::new("primary");
+    a.switch_and_archive();
+    let name = a.sql("SELECT last_archived_wal FROM pg_stat_archiver");
+    let dest = a.root.mkdir("fetched").join("seg");
+    let d = dest.to_str().unwrap();
+
+    let found = a.lifeboat(&["wal-fetch", &name, d]);
+    assert_eq!(
+        found.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&dest).unwrap().len(),
+        16 << 20,
+        "exactly one segment"
+    );
+
+    let absent = a.lifeboat(&["wal-fetch", "0000000100000000000000FE", d]);
+    assert_eq!(
+        absent.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&absent.stderr)
+    );
+    let history = a.lifeboat(&["wal-fetch", "00000002.history", d]);
+    assert_eq!(history.status.code(), Some(1));
+
+    // The repository becomes unreadable: recovery must stop, not promote.
+    let repo = a.root.repo_dir();
+    std::fs::set_permissions(&repo, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let broken = a.lifeboat(&["wal-fetch", &name, d]);
+    std::fs::set_permissions(&repo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if running_as_root() || !nix::unistd::geteuid().is_root() {
+        let code = broken.status.code().unwrap_or(0);
+        assert!(
+            code > 125,
+            "an unreadable repository must exit above 125, got {code}: {}",
+            String::from_utf8_lossy(&broken.stderr)
+        );
+    }
+}
+
+#[test]
+fn one_flipped_byte_in_any_object_is_detected_and_named() {
+    let a = Archived::new("primary");
+    a.cluster.pgbench_init(1);
+    a.lifeboat_ok(&["backup"]);
+    a.switch_and_archive();
+    let repo = a.root.repo_dir();
+    let fetch_to = a.root.mkdir("fetched").join("seg");
+
+    for (n, rel) in objects(&repo).into_iter().enumerate() {
+        let path = repo.join(&rel);
+        let original = std::fs::read(&path).unwrap();
+        flip(&path, original.len() / 2 + n);
+        let name = rel.to_str().unwrap().to_string();
+        let restore_to = a.restore_dir(&format!("flip-{n}"));
+        let mut errors = String::new();
+        let restore = a.lifeboat(&[
+            "restore",
+            "--to",
+            restore_to.to_str().unwrap(),
+            "--target-immediate",
+        ]);
+        errors.push_str(&String::from_utf8_lossy(&restore.stderr));
+        let mut failed = !restore.status.success();
+        if name.starts_with("wal/") && !name.ends_with(".history") {
+            let seg = rel.file_name().unwrap().to_str().unwrap().to_string();
+            let fetch = a.lifeboat(&["wal-fetch", &seg, fetch_to.to_str().unwrap()]);
+            errors.push_str(&String::from_utf8_lossy(&fetch.stderr));
+            failed |= fetch.status.code().unwrap_or(0) > 125;
+        }
+        std::fs::write(&path, &original).unwrap();
+        assert!(failed, "a flipped byte in {name} went unnoticed");
+        let short = name.rsplit('/').next().unwrap();
+        assert!(
+            errors.contains(short) || errors.contains("lifeboat.repo"),
+            "the error names {name}:\n{errors}"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_kek_fails_with_a_clear_error() {
+    let a = Archived::new("primary");
+    let kek = a.root.kek_path();
+    std::fs::write(&kek, [0x5a; 32]).unwrap();
+    let out = a.lifeboat(&["list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("key-encryption key") && err.contains("hint:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_configuration_key_names_its_line() {
+    let a = Archived::new("primary");
+    let text = std::fs::read_to_string(&a.config).unwrap();
+    let bad = text.replacen("[cluster.targets]", "[cluster.targets]\nrpo-seconds = 5", 1);
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("rpo-seconds"))
+        .unwrap()
+        + 1;
+    a.root.write_file("bad.toml", bad);
+    let out = lifeboat_tests::run(
+        a.root
+            .lifeboat()
+            .arg("--config")
+            .arg(a.root.path().join("bad.toml"))
+            .arg("list"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("rpo-seconds") && err.contains(&format!("line {line}")),
+        "{err}"
+    );
+}
