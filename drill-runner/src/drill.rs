@@ -160,7 +160,7 @@ async fn drill(
 
     // Provision: the drill's directory, the repositories, a scratch directory and port.
     let lap = Instant::now();
-    let dir = DrillDir::create(&config.state_dir, &incident.id)?;
+    let dir = DrillDir::create(&config.state_dir, &cluster.pgdata, &incident.id)?;
     let repos = open_repositories(cluster).await?;
     let Some(primary) = repos.first() else {
         return Err(DrillError::NoRepository {
@@ -245,12 +245,27 @@ struct DrillDir {
 
 impl DrillDir {
     /// Makes the directory, owned like the state directory; an existing one means a drill with
-    /// this id already ran.
-    fn create(state_dir: &Path, drill_id: &str) -> Result<DrillDir, DrillError> {
+    /// this id already ran. A missing state directory is made, owned like the cluster's data
+    /// directory, since PostgreSQL runs the scratch cluster as that user.
+    fn create(state_dir: &Path, pgdata: &Path, drill_id: &str) -> Result<DrillDir, DrillError> {
         let err = |source| DrillError::Scratch {
             drill_id: drill_id.into(),
             source,
         };
+        if !state_dir.exists() {
+            let parent = state_dir.parent().unwrap_or(Path::new("/"));
+            std::fs::create_dir_all(parent).map_err(|source| {
+                err(scratch::ScratchError::Io {
+                    what: "cannot create",
+                    path: parent.into(),
+                    source,
+                })
+            })?;
+            let owner = FileOwner::of(pgdata)
+                .or_else(|_| FileOwner::of(parent))
+                .map_err(err)?;
+            scratch::make_dir(state_dir, 0o750, owner).map_err(err)?;
+        }
         let owner = FileOwner::of(state_dir).map_err(err)?;
         let drills = state_dir.join("drills");
         if !drills.is_dir() {

@@ -20,14 +20,14 @@ use lifeboat_drill::{run_drill, DrillOptions, Verdict};
 #[command(name = "lifeboat-drill", version)]
 struct Cli {
     /// The configuration file.
-    #[arg(long, global = true, env = "LIFEBOAT_CONFIG", default_value = lifeboat::config::DEFAULT_PATH)]
+    #[arg(long, global = true, value_name = "FILE", env = "LIFEBOAT_CONFIG", default_value = lifeboat::config::DEFAULT_PATH)]
     config: PathBuf,
     /// The cluster to drill; may be left out when the configuration has one.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "NAME")]
     cluster: Option<String>,
     /// The `lifeboat` binary the restored cluster fetches WAL with [default: `lifeboat` beside
     /// this program].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "PATH")]
     lifeboat_bin: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,

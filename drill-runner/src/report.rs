@@ -416,7 +416,7 @@ impl DrillReport {
         let _ = writeln!(s, "  backup {}, target {}", self.backup_id, self.target);
         s.push_str("  phases:\n");
         for p in &self.phases {
-            let _ = writeln!(s, "    {:<24} {:>12}", p.name, human_seconds(p.seconds));
+            let _ = writeln!(s, "    {:<32} {:>11}", p.name, human_seconds(p.seconds));
         }
         let passed = self.checks.iter().filter(|c| c.passed).count();
         let _ = writeln!(s, "  checks: {passed} of {} passed", self.checks.len());

@@ -283,7 +283,9 @@ fn check_reachable(dir: &Path, runner: &Owner) -> Result<(), ScratchError> {
     if runner.is_current() {
         return Ok(());
     }
-    for ancestor in dir.ancestors() {
+    // From the root down, so the directory named is the one to open, not one below it.
+    let ancestors: Vec<&Path> = dir.ancestors().collect();
+    for ancestor in ancestors.into_iter().rev() {
         if !runner.can_access(ancestor, true)? {
             return Err(ScratchError::Unreachable {
                 user: runner.name.clone(),

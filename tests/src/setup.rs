@@ -109,20 +109,18 @@ impl Archived {
         self.root.path().join(name)
     }
 
-    /// Restores with ARGS (without `--start`) into `<root>/<name>/data` and starts it as a
-    /// cluster the harness manages; waits for promotion.
+    /// Restores with ARGS (a target, without `--start`) into `<root>/<name>/data`, promoting at
+    /// the target, and starts it as a cluster the harness manages; waits for promotion.
     #[track_caller]
     pub fn restore_and_start(&self, name: &str, args: &[&str]) -> Cluster {
         let dir = self.root.mkdir(name);
         let pgdata = dir.join("data");
-        let mut all = vec![
-            "restore",
-            "--to",
-            path_str(&pgdata),
-            "--target-action",
-            "promote",
-        ];
+        let mut all = vec!["restore", "--to", path_str(&pgdata)];
         all.extend_from_slice(args);
+        if !args.is_empty() {
+            // Without a target, recovery replays everything and promotes by itself.
+            all.extend_from_slice(&["--target-action", "promote"]);
+        }
         self.lifeboat_ok(&all);
         let restored = Cluster::adopt(&self.root, name, &pgdata, crate::free_port());
         restored.start();

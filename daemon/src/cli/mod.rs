@@ -80,6 +80,9 @@ enum Command {
 pub fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     let fetching = args.iter().skip(1).any(|a| a == "wal-fetch");
+    if fetching {
+        exit_failed_on_panic();
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e, fetching),
@@ -96,6 +99,16 @@ pub fn main() -> ExitCode {
             ExitCode::from(failure)
         }
     }
+}
+
+/// A panic exits 101, which PostgreSQL would take as "file absent" and end recovery early; in
+/// wal-fetch it must exit above 125 instead.
+fn exit_failed_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::exit(EXIT_FAILED.into());
+    }));
 }
 
 /// Help and version exit 0; a usage error exits 2 as clap's convention is, except for

@@ -50,28 +50,28 @@ pub enum RestoreError {
         reason: String,
     },
     /// The target is before anything a backup can restore to.
-    #[error("target {target} is before the earliest recoverable instant {earliest} (the end of the oldest backup, {backup})")]
+    #[error("target {target} is before the earliest recoverable {what} {earliest} (the end of the oldest backup, {backup})")]
     BeforeWindow {
         /// The target.
         target: String,
+        /// `instant` or `position`.
+        what: &'static str,
         /// The earliest instant or LSN.
         earliest: String,
         /// The oldest backup.
         backup: String,
     },
     /// The target is after the newest WAL that can be replayed.
-    #[error("target {target} is after the latest recoverable instant {latest} (backup {backup} through WAL {end} on timeline {timeline}){hint}")]
+    #[error("target {target} is after the latest recoverable {what} {latest} ({run}){hint}")]
     AfterWindow {
         /// The target.
         target: String,
+        /// `instant` or `position`.
+        what: &'static str,
         /// The latest instant or LSN.
         latest: String,
-        /// The backup the run of WAL starts from.
-        backup: String,
-        /// Where continuous WAL ends.
-        end: String,
-        /// The timeline it ends on.
-        timeline: u32,
+        /// The run of WAL: `backup X through WAL 0/5000000 on timeline 1`.
+        run: String,
         /// A `\nhint: ...` line, or nothing.
         hint: String,
     },
@@ -122,6 +122,16 @@ pub enum RestoreError {
         backup: String,
         /// The repository.
         repository: String,
+    },
+    /// A `--tablespace-map` entry cannot be used.
+    #[error("--tablespace-map {oid}={location}: {reason}")]
+    TablespaceMap {
+        /// The tablespace OID given.
+        oid: u32,
+        /// The location given.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A manifest path would escape the data directory.
     #[error("manifest of backup {backup} holds an unsafe path {path:?}")]

@@ -312,10 +312,14 @@ impl FileJob {
         for (id, loc) in run {
             let at = (loc.slot.offset - start) as usize;
             let sealed = &bytes[at..at + loc.slot.len as usize];
-            out.push(
-                self.repo
-                    .open_sealed(&pack::chunk_name(*id), Kind::Chunk, sealed)?,
-            );
+            let chunk = self
+                .repo
+                .open_sealed(&pack::chunk_name(*id), Kind::Chunk, sealed)
+                .map_err(|e| RepoError::Format {
+                    name: name.clone(),
+                    reason: format!("chunk at offset {}: {e}", loc.slot.offset),
+                })?;
+            out.push(chunk);
         }
         Ok(out)
     }

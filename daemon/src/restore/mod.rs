@@ -213,8 +213,11 @@ async fn run_phases(
         report.phases.extend(started.phases);
         report.replay_lsn = started.replay_lsn;
         report.last_replayed_commit = started.last_commit;
-        report.socket_dir = Some(started.socket_dir);
-        report.port = started.port;
+        // After a shutdown at the target there is no server to connect to.
+        if started.port.is_some() {
+            report.socket_dir = Some(started.socket_dir);
+            report.port = started.port;
+        }
     }
     tracing::info!(seconds = report.total_seconds(), "restore finished");
     Ok(report)

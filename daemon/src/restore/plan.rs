@@ -187,6 +187,11 @@ pub fn choose_backup<'a>(
     }
     let before = |earliest: String| RestoreError::BeforeWindow {
         target: target.to_string(),
+        what: if matches!(target, Target::Lsn(_)) {
+            "position"
+        } else {
+            "instant"
+        },
         earliest,
         backup: oldest.backup_id.to_string(),
     };
@@ -235,10 +240,18 @@ impl RunEnd {
 pub fn check_target(target: &Target, m: &Manifest, run: &RunEnd) -> Result<(), RestoreError> {
     let after = |latest: String, hint: &str| RestoreError::AfterWindow {
         target: target.to_string(),
+        what: if matches!(target, Target::Lsn(_)) {
+            "position"
+        } else {
+            "instant"
+        },
         latest,
-        backup: m.backup_id.to_string(),
-        end: run.latest_lsn().to_string(),
-        timeline: run.reach.timeline.0,
+        run: format!(
+            "backup {} through WAL {} on timeline {}",
+            m.backup_id,
+            run.latest_lsn(),
+            run.reach.timeline
+        ),
         hint: hint.into(),
     };
     match target {

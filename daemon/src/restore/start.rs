@@ -12,6 +12,7 @@
 //! last lines this start wrote to the log.
 
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -143,7 +144,10 @@ fn socket_dir(dir: &Path, owner: &Owner) -> Result<PathBuf, RestoreError> {
         "/tmp/lifeboat-{}",
         hex::encode(rand::random::<[u8; 6]>())
     ));
-    std::fs::create_dir(&tmp).map_err(RestoreError::io("cannot create socket directory", &tmp))?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(RestoreError::io("cannot create socket directory", &tmp))?;
     owner.chown_tree(&tmp)?;
     Ok(tmp)
 }

@@ -45,18 +45,27 @@ pub fn tablespace_dirs(
                 .or_insert_with(|| format!("pg_tblspc/{oid}"));
         }
     }
-    let bad = |oid: u32, reason: &str| RestoreError::UnsafePath {
-        backup: m.backup_id.to_string(),
-        path: format!("--tablespace-map {oid}=…: {reason}"),
+    let bad = |oid: u32, reason: String| RestoreError::TablespaceMap {
+        oid,
+        location: map
+            .get(&oid)
+            .map_or(String::new(), |p| p.display().to_string()),
+        reason,
     };
     if let Some(oid) = map.keys().find(|oid| !dirs.contains_key(oid)) {
-        return Err(bad(*oid, "the backup has no tablespace with this OID"));
+        let known: Vec<String> = dirs.keys().map(u32::to_string).collect();
+        let reason = format!(
+            "backup {} has no tablespace {oid}; it has: {}",
+            m.backup_id,
+            known.join(", ")
+        );
+        return Err(bad(*oid, reason));
     }
     let mut out = Vec::new();
     for (oid, link) in dirs {
         let location = match map.get(&oid) {
             Some(p) if p.is_absolute() => p.clone(),
-            Some(_) => return Err(bad(oid, "the location must be an absolute path")),
+            Some(_) => return Err(bad(oid, "the location must be an absolute path".into())),
             None => to.join("pg_tblspc_restored").join(oid.to_string()),
         };
         out.push(TablespaceDir {

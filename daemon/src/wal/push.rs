@@ -104,10 +104,19 @@ pub enum PushOutcome {
 pub struct WalFile {
     /// Its file name, `000000010000000000000003`.
     pub name: String,
-    kind: WalFileName,
+    kind: Stored,
     bytes: Vec<u8>,
     /// The directory it was in (`pg_wal`), where PostgreSQL also keeps history files.
     dir: PathBuf,
+}
+
+/// The kinds of files that are stored.
+#[derive(Debug, Clone, Copy)]
+enum Stored {
+    /// A segment, by name; its number depends on each repository's segment size.
+    Segment,
+    /// A timeline history file.
+    History(TimelineId),
 }
 
 /// Why a kind of file is accepted but not stored; `None` when it is stored.
@@ -135,10 +144,11 @@ impl WalFile {
             path: path.to_path_buf(),
             name: name.clone(),
         };
-        let kind = WalFileName::classify(&name).ok_or_else(not_wal)?;
-        if let Some(reason) = skip_reason(&kind) {
-            return Ok(Err(reason));
-        }
+        let kind = match WalFileName::classify(&name).ok_or_else(not_wal)? {
+            WalFileName::Segment(_) => Stored::Segment,
+            WalFileName::History(tli) => Stored::History(tli),
+            skipped => return Ok(Err(skip_reason(&skipped).unwrap_or("not stored"))),
+        };
         let bytes = std::fs::read(path).map_err(|source| PushError::Read {
             path: path.to_path_buf(),
             source,
@@ -164,11 +174,11 @@ pub async fn push(cluster: &ClusterConfig, path: &Path) -> Result<PushOutcome, P
     let mut stored = Vec::new();
     let mut failures = Vec::new();
     for rc in &cluster.repositories {
-        let result = match open(&rc.name, || {
+        let opened = open(&rc.name, || {
             Repository::open(&rc.name, storage_for(rc), &kek)
         })
-        .await
-        {
+        .await;
+        let result = match opened {
             Ok(repo) => push_to(&repo, &file, level).await,
             Err(e) => Err(e),
         };
@@ -221,21 +231,18 @@ pub async fn push_to(
     level: i32,
 ) -> Result<PutOutcome, PushError> {
     let seg_size = repo.info.wal_segment_size;
-    let (object, kind) = match &file.kind {
-        WalFileName::Segment(name) => {
-            let seg = parse_segment(name, seg_size).map_err(|reason| PushError::Invalid {
-                name: name.clone(),
+    let (object, kind) = match file.kind {
+        Stored::Segment => {
+            let seg = parse_segment(&file.name, seg_size).map_err(|reason| PushError::Invalid {
+                name: file.name.clone(),
                 reason,
             })?;
             check_segment(repo, file, seg).await?;
             (WalObject::Segment(seg), Kind::Wal)
         }
-        WalFileName::History(tli) => {
-            check_history(&file.name, *tli, &file.bytes)?;
-            (WalObject::History(*tli), Kind::History)
-        }
-        WalFileName::BackupHistory | WalFileName::Partial => {
-            unreachable!("WalFile::read returns skipped kinds as reasons")
+        Stored::History(tli) => {
+            check_history(&file.name, tli, &file.bytes)?;
+            (WalObject::History(tli), Kind::History)
         }
     };
     let name = object.path(seg_size);
