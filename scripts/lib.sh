@@ -1,18 +1,48 @@
 # Shared by scripts/demo and scripts/test: installing PostgreSQL when missing, and running
 # PostgreSQL's programs as the `postgres` user when we are root (PostgreSQL refuses root).
 
-# Installs Debian packages that are missing; uses sudo only when not root.
-ensure_packages() {
-  local missing=()
-  for p in "$@"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  echo "installing: ${missing[*]}"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+pg_tools=(initdb pg_ctl postgres psql pgbench pg_dump pg_checksums pg_amcheck)
+
+# Whether some /usr/lib/postgresql/<major> (or $LIFEBOAT_PG_BIN) has every tool and amcheck.
+postgres_ready() {
+    local bin major tool
+    if [[ -n "${LIFEBOAT_PG_BIN:-}" ]]; then
+        bin="$LIFEBOAT_PG_BIN"
+    else
+        bin="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null |
+            sort -V | tail -n 1)"
+        [[ -n "$bin" ]] || return 1
+        major="$(basename "$(dirname "$bin")")"
+        [[ -f "/usr/share/postgresql/$major/extension/amcheck.control" ]] || return 1
+    fi
+    for tool in "${pg_tools[@]}"; do
+        [[ -x "$bin/$tool" ]] || return 1
+    done
+}
+
+install_postgres() {
+    local sudo=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+        if ! command -v sudo >/dev/null; then
+            echo "error: PostgreSQL is not installed and sudo is not available" >&2
+            echo "hint: as root, run: apt-get install postgresql postgresql-contrib" >&2
+            exit 1
+        fi
+        sudo=(sudo)
+    fi
+    echo "==> installing PostgreSQL (postgresql, postgresql-contrib)"
+    # The tests make their own clusters: do not let the package create and start one on 5432.
+    ${sudo[@]+"${sudo[@]}"} mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = off" |
+        ${sudo[@]+"${sudo[@]}"} tee /etc/postgresql-common/createcluster.d/lifeboat-tests.conf \
+            >/dev/null
+    ${sudo[@]+"${sudo[@]}"} apt-get update -qq
+    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends postgresql postgresql-contrib >/dev/null
+    if ! postgres_ready; then
+        echo "error: PostgreSQL still lacks one of: ${pg_tools[*]} or the amcheck extension" >&2
+        exit 1
+    fi
 }
 
 # The PostgreSQL server and contrib programs (pgbench, pg_amcheck) of the newest installed major.

@@ -220,7 +220,7 @@ async fn drill(
     tracing::info!(
         verdict = report.verdict.as_str(),
         rto_seconds,
-        rpo_seconds = ?report.rpo_seconds,
+        rpo_seconds = report.rpo_seconds.unwrap_or(f64::NAN),
         "drill done"
     );
     Ok(report)

@@ -67,6 +67,13 @@ pub fn restore_command(lifeboat_bin: &Path, config: &Path, cluster: &str) -> Str
 
 /// Quotes `s` as one `sh` word.
 pub fn sh_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,=@".contains(&b));
+    if plain {
+        // Nothing the shell would interpret: keep it readable in postgresql.conf.
+        return s.to_string();
+    }
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
@@ -181,7 +188,7 @@ mod tests {
         );
         assert_eq!(
             cmd,
-            r"'/opt/life boat/lifeboat' --config '/etc/it'\''s 100%%.toml' --cluster 'main' wal-fetch %f %p"
+            r"'/opt/life boat/lifeboat' --config '/etc/it'\''s 100%%.toml' --cluster main wal-fetch %f %p"
         );
         assert_eq!(conf_quote(r"a'b\c"), r"'a''b\\c'");
     }

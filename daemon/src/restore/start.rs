@@ -374,8 +374,8 @@ mod tests {
         );
         std::fs::remove_dir(tmp).unwrap();
         let opts = server_options(Path::new("/srv/restore"), false);
-        assert_eq!(opts.split(" -c ").next(), Some("-c 'listen_addresses='"));
-        assert!(opts.contains("'unix_socket_directories=/srv/restore'"));
+        assert_eq!(opts.split(" -c ").next(), Some("-c listen_addresses="));
+        assert!(opts.contains("unix_socket_directories=/srv/restore"));
     }
 
     #[test]
