@@ -75,9 +75,14 @@ pub struct PgbenchSums {
 impl PgbenchSums {
     /// Whether the sums agree, as every committed pgbench transaction keeps them.
     pub fn balanced(&self) -> bool {
-        self.accounts == self.tellers
-            && self.tellers == self.branches
-            && self.branches == self.history
+        self.accounts == self.tellers && self.tellers == self.branches
+    }
+
+    /// Whether `pgbench_history` also sums to the balances. pgbench runs without `-n` truncate
+    /// it, so a mismatch alone is no sign of a bad restore; the three balance tables, which
+    /// every pgbench transaction updates together, carry the invariant.
+    pub fn history_agrees(&self) -> bool {
+        self.history == self.accounts
     }
 
     /// The check this yields for `database`, naming the four sums either way.
@@ -86,10 +91,13 @@ impl PgbenchSums {
             "sum(abalance) = {}, sum(tbalance) = {}, sum(bbalance) = {}, sum(delta) = {}",
             self.accounts, self.tellers, self.branches, self.history
         );
-        let detail = if self.balanced() {
-            format!("balanced: {sums}")
-        } else {
-            format!("balances disagree: {sums}")
+        let detail = match (self.balanced(), self.history_agrees()) {
+            (true, true) => format!("balanced: {sums}"),
+            (true, false) => format!(
+                "balanced: {sums} (pgbench_history was truncated since initialisation, \
+                 as pgbench runs without -n do; the three balance tables agree)"
+            ),
+            (false, _) => format!("balances disagree: {sums}"),
         };
         CheckResult {
             name: "pgbench balance invariant".into(),
@@ -335,24 +343,26 @@ mod tests {
     }
 
     #[test]
-    fn any_sum_that_disagrees_fails_and_names_the_database_and_sums() {
-        for s in [
-            sums(1, 0, 0, 0),
-            sums(0, 1, 0, 0),
-            sums(0, 0, 1, 0),
-            sums(0, 0, 0, 1),
-        ] {
+    fn any_balance_that_disagrees_fails_and_names_the_database_and_sums() {
+        for s in [sums(1, 0, 0, 0), sums(0, 1, 0, 0), sums(0, 0, 1, 0)] {
             let r = s.judge("bench");
             assert!(!r.passed, "{s:?}");
             assert_eq!(r.database, "bench");
         }
-        let r = sums(10, 10, 10, 7).judge("shop");
+        let r = sums(10, 7, 10, 10).judge("shop");
         assert_eq!(r.database, "shop");
         assert_eq!(
             r.detail,
-            "balances disagree: sum(abalance) = 10, sum(tbalance) = 10, sum(bbalance) = 10, \
-             sum(delta) = 7"
+            "balances disagree: sum(abalance) = 10, sum(tbalance) = 7, sum(bbalance) = 10, \
+             sum(delta) = 10"
         );
+    }
+
+    #[test]
+    fn a_truncated_history_is_named_but_does_not_fail() {
+        let r = sums(10, 10, 10, 7).judge("shop");
+        assert!(r.passed);
+        assert!(r.detail.contains("truncated"), "{}", r.detail);
     }
 
     #[test]

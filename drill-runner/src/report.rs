@@ -201,6 +201,17 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+impl DrillReport {
+    /// RTO counts until the checks passed: with a failed check the service was never restored.
+    fn rto_result(&self) -> &'static str {
+        if self.checks.iter().all(|c| c.passed) {
+            met(Some(self.margins.rto_seconds))
+        } else {
+            "**not achieved**: a check failed"
+        }
+    }
+}
+
 fn met(margin: Option<f64>) -> &'static str {
     match margin {
         Some(m) if m >= 0.0 => "met",
@@ -274,7 +285,7 @@ impl DrillReport {
             human_seconds(self.targets.rto_seconds),
             human_seconds(self.rto_seconds),
             human_seconds(self.margins.rto_seconds),
-            met(Some(self.margins.rto_seconds))
+            self.rto_result()
         );
         let _ = writeln!(
             md,

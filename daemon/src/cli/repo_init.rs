@@ -105,7 +105,7 @@ pub async fn run(g: &Global, args: RepoArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "set in PostgreSQL: archive_command = {}",
+        "next: set in postgresql.conf (archive_mode needs a restart): archive_mode = on, archive_command = {}",
         archive_command(&config.path, cluster)?
     );
     Ok(())

@@ -132,6 +132,34 @@ pub async fn run(g: &Global, args: RestoreArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{report}");
+        println!("{}", next_step(&opts));
     }
     Ok(())
+}
+
+/// What the operator does next, since the restored cluster's state depends on the options.
+fn next_step(opts: &RestoreOptions) -> String {
+    let dir = opts.to.display();
+    if !opts.start {
+        return format!(
+            "next: start it as the directory's owner with `pg_ctl -D {dir} start`; recovery then runs to the target"
+        );
+    }
+    match (&opts.target, opts.action) {
+        (restore::Target::Latest, _) | (_, restore::TargetAction::Promote) => {
+            "next: the cluster is promoted and writable; it does not archive (archive_mode = off): \
+             set archiving and take a new backup before it becomes a primary"
+                .into()
+        }
+        (_, restore::TargetAction::Pause) => {
+            "next: the cluster is PAUSED at the target and read-only; check the data, then run \
+             SELECT pg_wal_replay_resume(); to promote it (or restore with --target-action promote)"
+                .into()
+        }
+        (_, restore::TargetAction::Shutdown) => {
+            "next: the server stopped at the target; to open it, set \
+             recovery_target_action = 'promote' in postgresql.auto.conf and start it"
+                .into()
+        }
+    }
 }

@@ -267,7 +267,8 @@ pub fn check_target(target: &Target, m: &Manifest, run: &RunEnd) -> Result<(), R
             if refused {
                 return Err(after(
                     show_time(&latest),
-                    "\nhint: recovery stops only at a commit after the target time; restore without a target to replay all archived WAL",
+                    "\nhint: recovery stops only at a commit after the target time; restore without a target to replay all archived WAL. \
+                     Commits still in a WAL segment PostgreSQL has not archived yet are not in the repository: run SELECT pg_switch_wal() on the source, or set archive_timeout",
                 ));
             }
         }
