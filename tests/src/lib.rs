@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+mod azurite;
 mod binaries;
 mod cleanup;
 mod cluster;
@@ -33,7 +34,9 @@ mod privilege;
 mod root;
 mod run;
 mod setup;
+mod setup_azure;
 
+pub use azurite::{write_azure_key_file, Azurite, AZURITE_ACCOUNT, AZURITE_KEY};
 pub use binaries::{built_bin_dir, LIFEBOAT_BINARIES};
 pub use cluster::Cluster;
 pub use kek::write_kek;

@@ -156,3 +156,66 @@ fn an_unknown_configuration_key_names_its_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_wal_segment_missing_in_the_middle_is_never_taken_for_the_end_of_wal() {
+    let a = Archived::new("primary");
+    a.sql("CREATE TABLE marker(n int)");
+    a.lifeboat_ok(&["backup"]);
+    let mut names = Vec::new();
+    for n in 1..=3 {
+        a.sql(&format!("INSERT INTO marker VALUES ({n})"));
+        names.push(a.sql("SELECT pg_walfile_name(pg_current_wal_lsn())"));
+        a.switch_and_archive();
+    }
+    let hole = a.root.repo_dir().join("wal/00000001").join(&names[1]);
+    let aside = a.root.path().join("aside");
+    std::fs::rename(&hole, &aside).unwrap();
+
+    let to = a.restore_dir("gap");
+    let out = a.lifeboat(&["restore", "--to", to.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a latest restore across a WAL gap must be refused"
+    );
+    assert!(err.contains(&names[1]) && err.contains("gap"), "{err}");
+    assert!(!to.exists(), "nothing is written for a refused restore");
+
+    let dest = a.root.mkdir("fetch").join("seg");
+    let fetch = a.lifeboat(&["wal-fetch", &names[1], dest.to_str().unwrap()]);
+    let code = fetch.status.code().unwrap_or(0);
+    assert!(
+        code > 125,
+        "a hole must stop recovery (exit {code}): {}",
+        String::from_utf8_lossy(&fetch.stderr)
+    );
+    std::fs::rename(&aside, &hole).unwrap();
+}
+
+#[test]
+fn a_page_with_a_bad_checksum_in_the_source_is_named_and_fails_the_backup() {
+    let a = Archived::new("primary");
+    a.sql("CREATE TABLE victim AS SELECT generate_series(1, 10000) AS n");
+    a.sql("CHECKPOINT");
+    let rel = a.sql("SELECT pg_relation_filepath('victim')");
+    a.cluster.stop();
+    let file = a.cluster.pgdata().join(&rel);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[8192 + 4000] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    a.cluster.start();
+
+    let out = a.lifeboat(&["backup"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a backup of a corrupt source must not exit 0"
+    );
+    assert!(
+        err.contains(&rel) && err.contains("block 1"),
+        "the bad block is named: {err}"
+    );
+    let list = a.lifeboat_ok(&["list"]);
+    assert!(list.contains("BAD PAGE"), "list flags the backup:\n{list}");
+}

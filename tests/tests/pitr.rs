@@ -139,7 +139,10 @@ fn a_target_outside_the_window_is_refused_before_anything_is_written() {
 fn a_tablespace_is_backed_up_and_restored_to_its_new_place() {
     let a = Archived::new("primary");
     let ts = a.root.mkdir("tablespace");
-    a.sql(&format!("CREATE TABLESPACE extra LOCATION '{}'", ts.display()));
+    a.sql(&format!(
+        "CREATE TABLESPACE extra LOCATION '{}'",
+        ts.display()
+    ));
     a.sql("CREATE TABLE far(n int) TABLESPACE extra");
     a.sql("INSERT INTO far SELECT generate_series(1, 50000)");
     a.lifeboat_ok(&["backup"]);
@@ -149,7 +152,17 @@ fn a_tablespace_is_backed_up_and_restored_to_its_new_place() {
     let restored = a.restore_and_start("restored", &[]);
     let count = restored.psql("postgres", "SELECT count(*) FROM far");
     assert_eq!(count, "50001");
-    let location = restored.psql("postgres", "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'extra'");
-    assert!(location.starts_with(a.root.path().join("restored").to_str().unwrap()), "tablespace restored to {location}, not inside the restore");
-    assert_ne!(location, ts.to_str().unwrap(), "the restore must not write into the source's tablespace");
+    let location = restored.psql(
+        "postgres",
+        "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'extra'",
+    );
+    assert!(
+        location.starts_with(a.root.path().join("restored").to_str().unwrap()),
+        "tablespace restored to {location}, not inside the restore"
+    );
+    assert_ne!(
+        location,
+        ts.to_str().unwrap(),
+        "the restore must not write into the source's tablespace"
+    );
 }

@@ -23,9 +23,15 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// A sink that knows every chunk already in `repo`.
+    /// A sink that knows every chunk already in `repo` whose pack is still stored.
     pub async fn open(repo: Repository, level: i32) -> Result<Sink, BackupError> {
-        let known = repo.load_index().await?;
+        let mut known = repo.load_index().await?;
+        // A chunk whose pack is gone must be stored again, or this backup inherits the loss.
+        let lost = known.retain_packs(&repo.list_packs().await?);
+        if lost > 0 {
+            tracing::error!(repository = %repo.name, chunks = lost,
+                "indexed chunks whose pack is missing; this backup stores them again");
+        }
         Ok(Sink {
             repo,
             known,

@@ -26,6 +26,17 @@ pub async fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("backup of cluster {}", cluster.name))?;
     println!("{}", summary(&m));
+    if !m.checksum_failures.is_empty() {
+        // Like pg_basebackup: the backup is kept, but an operator must hear about corruption.
+        anyhow::bail!(
+            "backup {} is stored, but {} page(s) of the source cluster failed their checksum:\n  {}\n\
+             hint: the source has corrupt pages; check it with pg_amcheck and pg_checksums, and \
+             restore those relations from an older backup if needed",
+            m.backup_id,
+            m.checksum_failures.len(),
+            m.checksum_failures.join("\n  ")
+        );
+    }
     Ok(())
 }
 

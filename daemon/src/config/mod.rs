@@ -20,7 +20,7 @@ pub const DEFAULT_PATH: &str = "/etc/lifeboat/lifeboat.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read configuration {path}: {source}\nhint: pass --config FILE or set LIFEBOAT_CONFIG")]
+    #[error("cannot read configuration {path}: {source}\nhint: pass --config FILE or set LIFEBOAT_CONFIG; the file must be readable by the user running lifeboat (for archive_command and restore_command, the PostgreSQL server's user)")]
     Read {
         /// The file.
         path: PathBuf,
@@ -99,6 +99,80 @@ pub enum RepositoryKind {
         /// The directory.
         path: PathBuf,
     },
+    /// A container (and prefix) in an Azure Blob Storage account.
+    Azure {
+        /// The storage account.
+        account: String,
+        /// The container, which must exist.
+        container: String,
+        /// Folder inside the container; empty for the container's root.
+        prefix: String,
+        /// Service URL when not `https://<account>.blob.core.windows.net` (sovereign clouds,
+        /// the emulator), without a final `/`.
+        endpoint: Option<String>,
+        /// The Azure region the account lives in, for the residency check.
+        region: Option<String>,
+        /// How requests are authorized.
+        auth: AzureAuth,
+        /// How long one request may take before it is abandoned and retried.
+        request_timeout: Duration,
+    },
+}
+
+/// How Lifeboat authenticates to Azure Blob Storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AzureAuth {
+    /// Shared Key signing with the account key (base64, as the portal shows it).
+    AccountKey(SecretRef),
+    /// A shared access signature appended to every URL.
+    SasToken(SecretRef),
+    /// An Entra ID token: workload identity, managed identity, or the Azure CLI's login.
+    TokenCredential,
+}
+
+/// A secret given by reference: `file:/path` (the file's content, trimmed) or `env:NAME`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// A file holding the secret.
+    File(PathBuf),
+    /// An environment variable holding the secret.
+    Env(String),
+}
+
+impl std::fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::File(p) => write!(f, "file:{}", p.display()),
+            SecretRef::Env(n) => write!(f, "env:{n}"),
+        }
+    }
+}
+
+impl SecretRef {
+    /// Parses `file:PATH` or `env:NAME` given for `key`.
+    pub fn parse(key: &str, value: &str) -> Result<SecretRef, String> {
+        if let Some(p) = value.strip_prefix("file:").filter(|p| !p.is_empty()) {
+            return Ok(SecretRef::File(PathBuf::from(p)));
+        }
+        if let Some(n) = value.strip_prefix("env:").filter(|n| !n.is_empty()) {
+            return Ok(SecretRef::Env(n.to_string()));
+        }
+        Err(format!(
+            "{key} must be a reference, \"file:/etc/lifeboat/{key}\" or \"env:NAME\"; \
+             secrets are never written in the configuration"
+        ))
+    }
+
+    /// Reads the secret, trimmed of surrounding white space.
+    pub fn read(&self) -> Result<String, String> {
+        let value = match self {
+            SecretRef::File(p) => std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?,
+            SecretRef::Env(n) => std::env::var(n)
+                .map_err(|_| format!("environment variable {n} (a secret) is not set"))?,
+        };
+        Ok(value.trim().to_string())
+    }
 }
 
 /// Recovery-time and recovery-point objectives.
@@ -136,7 +210,8 @@ impl Config {
             message,
         };
         let mut config = raw.validate().map_err(invalid)?;
-        config.path = path.to_path_buf();
+        // Reports and restore_command name the file: a relative path would mean nothing there.
+        config.path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         config.sha256 = hex::encode(Sha256::digest(&bytes));
         Ok(config)
     }

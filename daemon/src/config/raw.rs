@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{
-    parse_duration, BackupSettings, ClusterConfig, Config, RepositoryConfig, RepositoryKind,
-    Targets,
+    parse_duration, AzureAuth, BackupSettings, ClusterConfig, Config, RepositoryConfig,
+    RepositoryKind, SecretRef, Targets,
 };
 use crate::crypto::kek::KekRef;
 
@@ -53,6 +53,20 @@ struct RawRepository {
     name: String,
     kind: String,
     path: Option<PathBuf>,
+    account: Option<String>,
+    container: Option<String>,
+    prefix: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    account_key: Option<String>,
+    sas_token: Option<String>,
+    request_timeout: Option<String>,
+}
+
+/// Long enough for a 256 MiB put on a slow link, short enough that a hung connection is
+/// abandoned and retried well within archive_command's patience.
+fn default_request_timeout() -> &'static str {
+    "60s"
 }
 
 #[derive(Deserialize)]
@@ -115,6 +129,7 @@ impl RawConfig {
         if self.cluster.is_empty() {
             return Err("no [[cluster]] is configured; add one (see lifeboat.example.toml)".into());
         }
+        require_absolute("state-dir", &self.state_dir)?;
         let mut clusters = Vec::new();
         for raw in self.cluster {
             if clusters.iter().any(|c: &ClusterConfig| c.name == raw.name) {
@@ -153,6 +168,13 @@ impl RawCluster {
             ));
         }
         let kek = KekRef::parse(&self.encryption.kek).map_err(|e| at(e.to_string()))?;
+        if let KekRef::File(p) = &kek {
+            require_absolute("encryption.kek", p).map_err(at)?;
+        }
+        require_absolute("pgdata", &self.pgdata).map_err(at)?;
+        if let Some(dir) = &self.pg_bin_dir {
+            require_absolute("pg-bin-dir", dir).map_err(at)?;
+        }
         if self.repository.is_empty() {
             return Err(at("has no [[cluster.repository]]; add at least one".into()));
         }
@@ -194,21 +216,28 @@ impl RawCluster {
 impl RawRepository {
     fn validate(self) -> Result<RepositoryConfig, String> {
         let kind = match self.kind.as_str() {
-            "local" => RepositoryKind::Local {
-                path: self.path.ok_or_else(|| {
-                    format!(
-                        "repository {:?} of kind \"local\" needs path = \"/dir\"",
-                        self.name
-                    )
-                })?,
-            },
+            "local" => {
+                self.refuse_azure_keys()?;
+                RepositoryKind::Local {
+                    path: self.path.clone().ok_or_else(|| {
+                        format!(
+                            "repository {:?} of kind \"local\" needs path = \"/dir\"",
+                            self.name
+                        )
+                    })?,
+                }
+            }
+            "azure" => self.azure()?,
             other => {
                 return Err(format!(
-                    "repository {:?} has kind = {other:?}; supported kinds: \"local\"",
+                    "repository {:?} has kind = {other:?}; supported kinds: \"local\", \"azure\"",
                     self.name
                 ))
             }
         };
+        if let RepositoryKind::Local { path } = &kind {
+            require_absolute(&format!("repository {:?} path", self.name), path)?;
+        }
         Ok(RepositoryConfig {
             name: self.name,
             kind,
@@ -216,9 +245,190 @@ impl RawRepository {
     }
 }
 
+impl RawRepository {
+    fn refuse_azure_keys(&self) -> Result<(), String> {
+        let azure_only = [
+            ("account", self.account.is_some()),
+            ("container", self.container.is_some()),
+            ("prefix", self.prefix.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+            ("account-key", self.account_key.is_some()),
+            ("sas-token", self.sas_token.is_some()),
+            ("request-timeout", self.request_timeout.is_some()),
+        ];
+        match azure_only.iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(format!(
+                "repository {:?}: {key} is only for kind = \"azure\"",
+                self.name
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn azure(&self) -> Result<RepositoryKind, String> {
+        let at = |m: String| format!("repository {:?}: {m}", self.name);
+        let need = |v: &Option<String>, key: &str| {
+            v.clone()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| at(format!("kind = \"azure\" needs {key} = \"...\"")))
+        };
+        if self.path.is_some() {
+            return Err(at("path is only for kind = \"local\"".into()));
+        }
+        let account = need(&self.account, "account")?;
+        let container = need(&self.container, "container")?;
+        let auth = match (&self.account_key, &self.sas_token) {
+            (Some(_), Some(_)) => {
+                return Err(at("give account-key or sas-token, not both".into()));
+            }
+            (Some(k), None) => {
+                AzureAuth::AccountKey(SecretRef::parse("account-key", k).map_err(at)?)
+            }
+            (None, Some(t)) => AzureAuth::SasToken(SecretRef::parse("sas-token", t).map_err(at)?),
+            (None, None) => AzureAuth::TokenCredential,
+        };
+        let endpoint = match &self.endpoint {
+            Some(e) if !(e.starts_with("https://") || e.starts_with("http://")) => {
+                return Err(at(format!(
+                    "endpoint = {e:?} must start with https:// or http://"
+                )));
+            }
+            // A final `/` would make every path start `//container`, which the service rejects.
+            Some(e) => Some(e.trim_end_matches('/').to_string()),
+            None => None,
+        };
+        let timeout = self
+            .request_timeout
+            .as_deref()
+            .unwrap_or(default_request_timeout());
+        Ok(RepositoryKind::Azure {
+            account,
+            container,
+            prefix: self
+                .prefix
+                .clone()
+                .unwrap_or_default()
+                .trim_matches('/')
+                .to_string(),
+            endpoint,
+            region: self.region.clone(),
+            auth,
+            request_timeout: parse_duration("request-timeout", timeout).map_err(at)?,
+        })
+    }
+}
+
 /// True when a libpq keyword string carries `password=`.
 fn has_password(conninfo: &str) -> bool {
-    conninfo
-        .split_whitespace()
-        .any(|kv| kv.split('=').next().is_some_and(|k| k.trim() == "password"))
+    // Parsed as libpq does, so URIs (`postgresql://user:secret@host/db`) are caught too.
+    match conninfo.parse::<tokio_postgres::Config>() {
+        Ok(c) => c.get_password().is_some(),
+        Err(_) => conninfo.contains("password"),
+    }
+}
+
+/// PostgreSQL runs archive_command and restore_command in the data directory, so a relative
+/// path would point somewhere else there than where it was tested.
+fn require_absolute(key: &str, path: &std::path::Path) -> Result<(), String> {
+    if path.is_absolute() {
+        return Ok(());
+    }
+    Err(format!(
+        "{key} = {:?} is a relative path; write it absolute (archive_command and \
+         restore_command run in the data directory)",
+        path.display().to_string()
+    ))
+}
+
+#[cfg(test)]
+mod azure_tests {
+    use super::*;
+
+    fn repository(extra: &str) -> Result<RepositoryConfig, String> {
+        let text = format!("name = \"az\"\nkind = \"azure\"\n{extra}");
+        let raw: RawRepository = toml::from_str(&text).map_err(|e| e.to_string())?;
+        raw.validate()
+    }
+
+    #[test]
+    fn an_azure_repository_takes_its_keys_and_secrets_by_reference() {
+        let rc = repository(
+            "account = \"acct\"\ncontainer = \"c\"\nprefix = \"/main/\"\n\
+             endpoint = \"http://127.0.0.1:10000/devstoreaccount1/\"\n\
+             region = \"germanywestcentral\"\naccount-key = \"file:/etc/key\"",
+        )
+        .unwrap();
+        let RepositoryKind::Azure {
+            prefix,
+            endpoint,
+            auth,
+            request_timeout,
+            ..
+        } = rc.kind
+        else {
+            panic!("not azure: {:?}", rc.kind)
+        };
+        assert_eq!(prefix, "main");
+        assert_eq!(endpoint.unwrap(), "http://127.0.0.1:10000/devstoreaccount1");
+        assert_eq!(
+            auth,
+            AzureAuth::AccountKey(SecretRef::File("/etc/key".into()))
+        );
+        assert_eq!(request_timeout, std::time::Duration::from_secs(60));
+        let token = repository("account = \"a\"\ncontainer = \"c\"").unwrap();
+        assert!(matches!(
+            token.kind,
+            RepositoryKind::Azure {
+                auth: AzureAuth::TokenCredential,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn azure_mistakes_are_refused_with_the_fix() {
+        for (extra, says) in [
+            ("container = \"c\"", "needs account"),
+            ("account = \"a\"", "needs container"),
+            ("account = \"a\"\ncontainer = \"c\"\naccount-key = \"abc==\"", "reference"),
+            (
+                "account = \"a\"\ncontainer = \"c\"\naccount-key = \"env:K\"\nsas-token = \"env:S\"",
+                "not both",
+            ),
+            ("account = \"a\"\ncontainer = \"c\"\nendpoint = \"ftp://x\"", "https://"),
+            ("account = \"a\"\ncontainer = \"c\"\npath = \"/x\"", "local"),
+        ] {
+            let err = repository(extra).unwrap_err();
+            assert!(err.contains(says), "{extra:?}: {err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_refused_in_keyword_and_uri_form() {
+        assert!(has_password("host=/tmp user=postgres password=s3cret"));
+        assert!(has_password(
+            "postgresql://postgres:s3cret@localhost:5432/postgres"
+        ));
+        assert!(has_password(
+            "postgresql:///postgres?host=/tmp&password=s3cret"
+        ));
+        assert!(!has_password(
+            "host=/var/run/postgresql port=5432 user=postgres dbname=postgres"
+        ));
+    }
+
+    #[test]
+    fn relative_paths_are_refused_naming_the_key() {
+        let err = require_absolute("encryption.kek", std::path::Path::new("kek")).unwrap_err();
+        assert!(
+            err.contains("encryption.kek") && err.contains("absolute"),
+            "{err}"
+        );
+        assert!(require_absolute("pgdata", std::path::Path::new("/srv/pg")).is_ok());
+    }
 }

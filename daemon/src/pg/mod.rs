@@ -5,6 +5,7 @@ pub mod bin;
 pub mod checksum;
 pub mod lsn;
 pub mod records;
+pub mod replication;
 pub mod segment;
 pub mod sql;
 pub mod wal_header;

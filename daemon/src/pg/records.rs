@@ -561,6 +561,18 @@ fn align8(n: usize) -> usize {
 }
 
 /// CRC-32C (Castagnoli), the WAL record checksum, one table lookup a byte.
+/// An XLOG_SWITCH record (header only, valid CRC), for tests that need a complete segment.
+#[cfg(test)]
+pub(crate) fn switch_record(prev: Lsn) -> [u8; 24] {
+    let mut r = [0u8; 24];
+    r[0..4].copy_from_slice(&24u32.to_le_bytes());
+    r[8..16].copy_from_slice(&prev.0.to_le_bytes());
+    r[16] = 0x40;
+    let crc = !crc32c(!0, &r[..20]);
+    r[20..24].copy_from_slice(&crc.to_le_bytes());
+    r
+}
+
 fn crc32c(crc: u32, data: &[u8]) -> u32 {
     data.iter().fold(crc, |c, &b| {
         CRC32C_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)

@@ -68,6 +68,13 @@ impl ChunkIndex {
         self.chunks.insert(id, loc);
     }
 
+    /// Forgets chunks whose pack is not in `packs`; returns how many were forgotten.
+    pub fn retain_packs(&mut self, packs: &std::collections::HashSet<String>) -> usize {
+        let before = self.chunks.len();
+        self.chunks.retain(|_, loc| packs.contains(&loc.pack));
+        before - self.chunks.len()
+    }
+
     /// Number of chunks known.
     pub fn len(&self) -> usize {
         self.chunks.len()
@@ -107,6 +114,16 @@ impl Repository {
         let id = self.content_id(&plain).to_hex();
         self.put_object(&path(&id), Kind::Index, &plain, 3).await?;
         Ok(id)
+    }
+
+    /// The ids of every stored pack.
+    pub async fn list_packs(&self) -> Result<std::collections::HashSet<String>, RepoError> {
+        let listed = self.storage().list("packs/").await?;
+        Ok(listed
+            .iter()
+            .filter_map(|o| super::pack::parse(&o.name))
+            .map(String::from)
+            .collect())
     }
 
     /// Loads every index into one map.

@@ -24,6 +24,7 @@ use crate::crypto::envelope::{self, ContentId, Kind};
 use crate::crypto::kek::Kek;
 use crate::crypto::keyring::KeyEntry;
 use crate::crypto::CryptoError;
+use crate::storage::azure::{AzureSettings, AzureStorage};
 use crate::storage::local::LocalStorage;
 use crate::storage::{Storage, StorageError};
 
@@ -47,7 +48,7 @@ pub enum RepoError {
         reason: String,
     },
     /// The location holds no repository.
-    #[error("no Lifeboat repository at {location} (lifeboat.repo is missing)\nhint: run `lifeboat repo init`")]
+    #[error("no Lifeboat repository at {location} (lifeboat.repo is missing)\nhint: check the repository's location in the configuration (a typo, or storage not mounted?); only for a new repository, run `lifeboat repo init`")]
     NotInitialized {
         /// Where we looked.
         location: String,
@@ -107,6 +108,21 @@ pub struct Repository {
 pub fn storage_for(rc: &RepositoryConfig) -> Arc<dyn Storage> {
     match &rc.kind {
         RepositoryKind::Local { path } => Arc::new(LocalStorage::new(PathBuf::from(path))),
+        RepositoryKind::Azure {
+            account,
+            container,
+            prefix,
+            endpoint,
+            auth,
+            request_timeout,
+            ..
+        } => {
+            let mut settings = AzureSettings::new(account, container, auth.clone());
+            settings.endpoint = endpoint.clone();
+            settings.prefix = prefix.clone();
+            settings.request_timeout = *request_timeout;
+            Arc::new(AzureStorage::new(settings))
+        }
     }
 }
 
@@ -233,9 +249,13 @@ impl Repository {
     }
 
     async fn compare_existing(&self, name: &str, sealed: &[u8]) -> Result<PutOutcome, RepoError> {
-        let new = envelope::read_header(name, sealed)?.content_id;
+        let header = envelope::read_header(name, sealed)?;
+        let new = header.content_id;
         let stored_bytes = self.storage.get(name).await?;
         let stored = envelope::read_header(name, &stored_bytes)?.content_id;
+        // The header alone is not authenticated: a damaged stored copy must not let the caller
+        // (PostgreSQL's archiver) drop the only good one.
+        self.open_sealed(name, header.kind, &stored_bytes)?;
         if stored == new {
             return Ok(PutOutcome::AlreadyStored);
         }

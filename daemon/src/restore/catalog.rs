@@ -65,6 +65,8 @@ pub struct BackupSummary {
     pub stored_bytes: u64,
     /// Whether the WAL from its start through its stop is in the repository.
     pub wal_complete: bool,
+    /// Source pages that failed their checksum while it was copied.
+    pub checksum_failures: usize,
 }
 
 /// The span of instants a restore can reach.
@@ -197,6 +199,15 @@ async fn window(
     }))
 }
 
+/// The last column of `list`: WAL state, and corruption found in the source.
+fn note(b: &BackupSummary) -> String {
+    let wal = if b.wal_complete { "ok" } else { "MISSING" };
+    match b.checksum_failures {
+        0 => wal.to_string(),
+        n => format!("{wal}, {n} BAD PAGE(S) in source"),
+    }
+}
+
 fn summary(m: &Manifest, wal_complete: bool) -> BackupSummary {
     BackupSummary {
         id: m.backup_id.clone(),
@@ -209,6 +220,7 @@ fn summary(m: &Manifest, wal_complete: bool) -> BackupSummary {
         data_bytes: m.data_size(),
         stored_bytes: m.stats.bytes_stored,
         wal_complete,
+        checksum_failures: m.checksum_failures.len(),
     }
 }
 
@@ -285,7 +297,7 @@ impl fmt::Display for Catalog {
                 b.timeline.0,
                 human_bytes(b.data_bytes),
                 human_bytes(b.stored_bytes),
-                if b.wal_complete { "ok" } else { "MISSING" },
+                note(b),
             )?;
         }
         match &self.window {

@@ -99,6 +99,18 @@ pub enum RestoreError {
         /// End of the WAL needed.
         through: String,
     },
+    /// WAL is stored past a hole in the run a restore would replay.
+    #[error("the WAL in repository {repository} has a gap: {missing} is missing, but later WAL is stored (segment {later}); replaying to the end would silently stop at {end} and drop the rest\nhint: find the missing segment (the source's pg_wal, another repository) and store it with `lifeboat wal-push`; or, to restore up to the gap on purpose, pass --target-lsn or --target-time before {end}")]
+    WalBeyondGap {
+        /// The repository.
+        repository: String,
+        /// Where the continuous WAL ends.
+        end: String,
+        /// The first missing segment.
+        missing: String,
+        /// The first stored segment past the hole.
+        later: String,
+    },
     /// The newest timeline does not descend from the backup's.
     #[error("timeline {newest} in repository {repository} does not descend from timeline {timeline} of backup {backup}, and recovery_target_timeline = 'latest' would follow it")]
     Timeline {
@@ -112,7 +124,7 @@ pub enum RestoreError {
         newest: u32,
     },
     /// A chunk the manifest names is in no index.
-    #[error("chunk {chunk} of {path} (backup {backup}) is in no index of repository {repository}\nhint: run `lifeboat verify`; restore another backup with --backup")]
+    #[error("chunk {chunk} of {path} (backup {backup}) is in no index of repository {repository}, or its pack is missing\nhint: restore another backup with --backup (`lifeboat list` shows them); take a new backup, which stores lost chunks again")]
     MissingChunk {
         /// The chunk id.
         chunk: String,

@@ -35,7 +35,7 @@ pub use error::RestoreError;
 pub use report::{Phase, RestoreReport};
 pub use target::{parse_target_time, Target, TargetAction};
 
-use crate::config::{ClusterConfig, Config, RepositoryKind};
+use crate::config::{AzureAuth, ClusterConfig, Config, RepositoryKind, SecretRef};
 use crate::crypto::kek::KekRef;
 use crate::pg::bin::{Owner, PgBin};
 use crate::repo::index::ChunkIndex;
@@ -242,11 +242,19 @@ async fn prepare(
     let chain = state.chain(&manifest)?;
     let reach = state.reach(&manifest, &chain);
     plan::check_backup_wal(&manifest, &chain, reach.as_ref(), &repo.name)?;
+    if let (Some(r), Target::Latest | Target::Xid(_) | Target::Name(_)) = (&reach, &opts.target) {
+        plan::check_no_wal_beyond(&state.listing, &chain, r, state.seg_size, &repo.name)?;
+    }
     if let (Some(reach), Target::Time(_) | Target::Lsn(_)) = (reach, &opts.target) {
         let run = catalog::run_end(repo, &state, &manifest, &chain, reach).await?;
         plan::check_target(&opts.target, &manifest, &run)?;
     }
-    let index = repo.load_index().await?;
+    let mut index = repo.load_index().await?;
+    // A chunk whose pack is gone counts as missing, so the restore is refused before writing.
+    let lost = index.retain_packs(&repo.list_packs().await?);
+    if lost > 0 {
+        tracing::error!(repository = %repo.name, chunks = lost, "indexed chunks whose pack is missing");
+    }
     files::check_manifest(&manifest, &index, &repo.name)?;
     let tablespaces = tablespace::tablespace_dirs(&manifest, &to, &opts.tablespace_map)?;
     files::check_destination(&to, &tablespaces)?;
@@ -311,12 +319,17 @@ fn fetch_needs(
         needs.push(("to read the key-encryption key".into(), kek.clone(), false));
     }
     for rc in &cluster.repositories {
-        let RepositoryKind::Local { path } = &rc.kind;
-        needs.push((
-            format!("to read repository {}", rc.name),
-            path.join(crate::repo::info::PATH),
-            false,
-        ));
+        let (what, path) = match &rc.kind {
+            RepositoryKind::Local { path } => ("repository", path.join(crate::repo::info::PATH)),
+            RepositoryKind::Azure {
+                auth:
+                    AzureAuth::AccountKey(SecretRef::File(path))
+                    | AzureAuth::SasToken(SecretRef::File(path)),
+                ..
+            } => ("the credential of repository", path.clone()),
+            RepositoryKind::Azure { .. } => continue,
+        };
+        needs.push((format!("to read {what} {}", rc.name), path, false));
     }
     needs
 }

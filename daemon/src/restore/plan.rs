@@ -142,6 +142,48 @@ pub fn check_backup_wal(
     })
 }
 
+/// Refuses to replay "to the end" (latest, or an xid or name found only by replaying) when WAL
+/// is stored past a hole in the run: recovery would stop at the hole and promote, silently
+/// dropping the later WAL. Returns the first stored object beyond the hole.
+pub fn check_no_wal_beyond(
+    listing: &WalListing,
+    chain: &Chain,
+    reach: &Reach,
+    seg_size: u64,
+    repository: &str,
+) -> Result<(), RestoreError> {
+    // The segment where the run breaks: after a partial, its own tail is missing.
+    let hole = match reach.last {
+        WalObject::Partial(seg, _) => seg.segno,
+        _ => reach.end.0 / seg_size,
+    };
+    let timelines: Vec<TimelineId> = chain.iter().map(|(t, _)| *t).collect();
+    let on_chain = |t: &TimelineId| timelines.contains(t);
+    let complete = listing
+        .segments
+        .iter()
+        .filter(|(t, _)| on_chain(t))
+        .flat_map(|(t, segs)| {
+            segs.iter()
+                .filter(|s| **s > hole)
+                .map(|s| SegmentName { tli: *t, segno: *s })
+        });
+    let partial = listing
+        .partials
+        .keys()
+        .filter(|(t, s)| on_chain(t) && *s > hole)
+        .map(|(t, s)| SegmentName { tli: *t, segno: *s });
+    match complete.chain(partial).min() {
+        None => Ok(()),
+        Some(later) => Err(RestoreError::WalBeyondGap {
+            repository: repository.into(),
+            end: reach.end.to_string(),
+            missing: reach.next_missing.clone(),
+            later: later.file_name(seg_size),
+        }),
+    }
+}
+
 /// The newest backup: the one whose stop position is highest.
 pub fn newest(manifests: &[Manifest]) -> Option<&Manifest> {
     manifests.iter().max_by_key(|m| (m.stop_lsn, m.stop_time))

@@ -246,3 +246,30 @@ fn without_a_commit_the_backup_stop_bounds_time_targets() {
     assert!(check_target(&time("2026-12-03 18:00:12"), &ms[1], &run).is_ok());
     assert!(check_target(&time("2026-12-03 18:00:13"), &ms[1], &run).is_err());
 }
+
+#[test]
+fn wal_stored_past_a_hole_refuses_replaying_to_the_end() {
+    let chain = vec![(TimelineId(1), Lsn(0))];
+    let gap = listing(1, [3, 4, 5, 7]);
+    let r = reach(&gap, &chain, Lsn(3 * S), S).unwrap();
+    let err = check_no_wal_beyond(&gap, &chain, &r, S, "primary")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("000000010000000000000006") && err.contains("000000010000000000000007"),
+        "{err}"
+    );
+
+    let whole = listing(1, [3, 4, 5]);
+    let r = reach(&whole, &chain, Lsn(3 * S), S).unwrap();
+    assert!(check_no_wal_beyond(&whole, &chain, &r, S, "primary").is_ok());
+
+    // A partial ending the run is the newest WAL, unless a later segment is stored.
+    let mut tail = listing(1, [3, 4]);
+    tail.partials.insert((TimelineId(1), 5), Lsn(5 * S + 0x100));
+    let r = reach(&tail, &chain, Lsn(3 * S), S).unwrap();
+    assert!(check_no_wal_beyond(&tail, &chain, &r, S, "primary").is_ok());
+    tail.segments.get_mut(&TimelineId(1)).unwrap().insert(6);
+    let r = reach(&tail, &chain, Lsn(3 * S), S).unwrap();
+    assert!(check_no_wal_beyond(&tail, &chain, &r, S, "primary").is_err());
+}

@@ -5,15 +5,18 @@
 //! and the directory is fsynced before `put_new` returns. When run as root, new files and
 //! directories get the owner of the repository root, so the `postgres` user running
 //! archive_command can keep writing to a repository that root wrote to.
+//! A lock `locks/<name>` is a file created exclusively, holding its lease id and expiry (Unix
+//! seconds); an expired one is taken over.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::{check_name, ObjectInfo, Storage, StorageError};
+use super::{check_name, lock_path, Lease, ObjectInfo, Storage, StorageError};
 
 /// A directory-backed store.
 #[derive(Debug, Clone)]
@@ -167,6 +170,57 @@ impl LocalStorage {
     }
 }
 
+impl LocalStorage {
+    fn lock_blocking(&self, name: &str, ttl: Duration) -> Result<Lease, StorageError> {
+        let path = lock_path(name);
+        check_name(&path)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let content = format!("{id} {}\n", (now + ttl).as_secs());
+        for _ in 0..2 {
+            match self.put_blocking(&path, content.as_bytes()) {
+                Ok(()) => {
+                    return Ok(Lease {
+                        name: path.clone(),
+                        id,
+                    })
+                }
+                Err(StorageError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let held = fs::read_to_string(self.root.join(&path)).unwrap_or_default();
+            let expires = held.split_whitespace().nth(1).and_then(|e| e.parse().ok());
+            if expires.is_some_and(|e: u64| e > now.as_secs()) {
+                return Err(StorageError::Locked(path));
+            }
+            // Expired (or half-written by a crash): take it over.
+            match fs::remove_file(self.root.join(&path)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(self.io("lock", &path, e))
+                }
+                _ => {}
+            }
+        }
+        Err(StorageError::Locked(path))
+    }
+
+    fn unlock_blocking(&self, lease: &Lease) -> Result<(), StorageError> {
+        let file = self.root.join(&lease.name);
+        let held = fs::read_to_string(&file).unwrap_or_default();
+        if held.split_whitespace().next() != Some(lease.id.as_str()) {
+            return Ok(());
+        }
+        match fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(self.io("unlock", &lease.name, e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -220,6 +274,16 @@ impl Storage for LocalStorage {
 
     fn location(&self) -> String {
         format!("local {}", self.root.display())
+    }
+
+    async fn lock(&self, name: &str, ttl: Duration) -> Result<Lease, StorageError> {
+        let (s, n) = (self.clone(), name.to_string());
+        blocking(move || s.lock_blocking(&n, ttl)).await
+    }
+
+    async fn unlock(&self, lease: &Lease) -> Result<(), StorageError> {
+        let (s, l) = (self.clone(), lease.clone());
+        blocking(move || s.unlock_blocking(&l)).await
     }
 }
 

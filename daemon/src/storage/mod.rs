@@ -3,7 +3,10 @@
 //! Names are `/`-separated relative paths (`wal/00000001/000000010000000000000003`). Invariant:
 //! `put_new` never replaces an object, and when it returns `Ok` the object is durable.
 
+pub mod azure;
 pub mod local;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -16,6 +19,15 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
+/// A lock taken with [`Storage::lock`]: its object name and the id that releases it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The lock's object, `locks/<name>`.
+    pub name: String,
+    /// The holder's id (a GUID on Azure).
+    pub id: String,
+}
+
 /// Errors of a storage backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -25,6 +37,9 @@ pub enum StorageError {
     /// A create-only write met an existing object.
     #[error("object {0} already exists")]
     AlreadyExists(String),
+    /// Someone else holds the lock (lease) of this name.
+    #[error("lock {0} is held by another process")]
+    Locked(String),
     /// The name is not acceptable.
     #[error("invalid object name {0:?}")]
     InvalidName(String),
@@ -48,7 +63,9 @@ impl StorageError {
         match self {
             StorageError::Io { source, .. } => !matches!(
                 source.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput
+                std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::InvalidInput
+                    | std::io::ErrorKind::Unsupported
             ),
             _ => false,
         }
@@ -70,6 +87,30 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn delete(&self, name: &str) -> Result<(), StorageError>;
     /// Where this store is, for messages: `local /srv/lifeboat/main`.
     fn location(&self) -> String;
+    /// Takes the lock `locks/<name>` for `ttl` (a holder that dies loses it then);
+    /// [`StorageError::Locked`] while another holder has it.
+    async fn lock(&self, name: &str, ttl: Duration) -> Result<Lease, StorageError> {
+        let _ = ttl;
+        Err(StorageError::Io {
+            op: "lock",
+            name: lock_path(name),
+            location: self.location(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this storage has no locks",
+            ),
+        })
+    }
+    /// Releases a lock taken with [`Storage::lock`]; releasing a lost lock is not an error.
+    async fn unlock(&self, lease: &Lease) -> Result<(), StorageError> {
+        let _ = lease;
+        Ok(())
+    }
+}
+
+/// The object name of lock `name`.
+pub fn lock_path(name: &str) -> String {
+    format!("locks/{name}")
 }
 
 /// Checks an object name: relative, `/`-separated, no `.`/`..` parts, no empty parts.

@@ -61,6 +61,16 @@ pub enum FetchError {
         /// What went wrong, by repository.
         failures: Vec<RepoFailure>,
     },
+    /// The segment is missing while later WAL of its timeline is stored.
+    #[error("WAL segment {name} is missing from repository {repository}, but later WAL of its timeline is stored ({later}): a gap; recovery stops here rather than end early and lose everything after it\nhint: find the segment (the source's pg_wal, another repository) and store it with `lifeboat wal-push`, or restore to a target before the gap")]
+    Gap {
+        /// The missing segment.
+        name: String,
+        /// The repository with the gap.
+        repository: String,
+        /// A later object that proves the gap.
+        later: String,
+    },
     /// DEST could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -247,7 +257,7 @@ pub async fn fetch_from(
     }
     let candidates = match plan(&found, failures.is_empty()) {
         Plan::Try(candidates) => candidates,
-        Plan::Absent => return Ok(FetchOutcome::Absent),
+        Plan::Absent => return absent_unless_gap(&listed, name).await,
         Plan::Undecided => {
             return Err(FetchError::Failed {
                 name: name.to_string(),
@@ -282,6 +292,43 @@ pub async fn fetch_from(
         name: name.to_string(),
         failures,
     })
+}
+
+/// A segment is absent only at the end of its timeline's WAL. When a later segment of the same
+/// timeline is stored, the missing one is a hole: answering "absent" would make recovery end
+/// there and promote, silently dropping everything after it.
+async fn absent_unless_gap(listed: &[&Repository], name: &str) -> Result<FetchOutcome, FetchError> {
+    for repo in listed {
+        let Ok(Target::Segment(seg)) = target(repo, name) else {
+            return Ok(FetchOutcome::Absent);
+        };
+        let seg_size = repo.info.wal_segment_size;
+        let prefix = format!("wal/{}/", seg.tli.to_hex8());
+        let list = || async { Ok(repo.storage().list(&prefix).await?) };
+        let objects = with_retries("listing WAL", list)
+            .await
+            .map_err(|e: RepoError| FetchError::Failed {
+                name: name.to_string(),
+                failures: vec![RepoFailure {
+                    repository: repo.name.clone(),
+                    reason: e.to_string(),
+                }],
+            })?;
+        let later = objects
+            .iter()
+            .find(|o| match WalObject::parse(&o.name, seg_size) {
+                Some(WalObject::Segment(s)) | Some(WalObject::Partial(s, _)) => s.segno > seg.segno,
+                _ => false,
+            });
+        if let Some(later) = later {
+            return Err(FetchError::Gap {
+                name: name.to_string(),
+                repository: repo.name.clone(),
+                later: later.name.clone(),
+            });
+        }
+    }
+    Ok(FetchOutcome::Absent)
 }
 
 fn log_served(name: &str, repo: &Repository, c: &Candidate, failures: &[RepoFailure]) {

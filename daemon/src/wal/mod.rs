@@ -130,6 +130,10 @@ pub(crate) mod testing {
         b[24..32].copy_from_slice(&sysid.to_le_bytes());
         b[32..36].copy_from_slice(&(SEG as u32).to_le_bytes());
         b[36..40].copy_from_slice(&8192u32.to_le_bytes());
+        // A WAL switch as the first record: the segment is complete, and `fill` after it is
+        // unused space that still makes the content differ.
+        let prev = crate::pg::Lsn(seg.start_lsn(SEG).0.saturating_sub(24));
+        b[40..64].copy_from_slice(&crate::pg::records::switch_record(prev));
         b
     }
 }

@@ -17,6 +17,7 @@ use super::{parse_segment, with_retries, WalFileName};
 use crate::config::ClusterConfig;
 use crate::crypto::envelope::Kind;
 use crate::crypto::CryptoError;
+use crate::pg::records::{scan_commits, ScanStop};
 use crate::pg::segment::{parse_history, HistoryEntry};
 use crate::pg::wal_header::{validate_segment, validate_timeline, WalHeaderError};
 use crate::pg::{SegmentName, TimelineId};
@@ -283,11 +284,34 @@ async fn check_segment(
         source,
     };
     let header = validate_segment(&file.bytes, seg, seg_size, Some(sysid)).map_err(header_error)?;
+    check_records(file, seg, seg_size)?;
     if header.tli == seg.tli {
         return Ok(());
     }
     let history = history_of(repo, seg.tli, &file.dir).await?;
     validate_timeline(&header, seg, &history, seg_size).map_err(header_error)
+}
+
+/// A complete segment's WAL runs to its end (or to a WAL switch). Valid WAL that stops early
+/// means a segment PostgreSQL is still writing, or one cut short; stored under its final name it
+/// would later block the real segment and be served to recovery as if whole.
+fn check_records(file: &WalFile, seg: SegmentName, seg_size: u64) -> Result<(), PushError> {
+    let summary = scan_commits(&file.bytes, seg.start_lsn(seg_size));
+    let reason = match summary.stop {
+        ScanStop::Switch | ScanStop::SegmentEnd | ScanStop::ContinuesInNextSegment(_) => {
+            return Ok(())
+        }
+        ScanStop::EndOfWal => format!(
+            "its WAL ends at {} before the segment does: PostgreSQL is still writing it, or the \
+             copy was cut short (archive_command is only given complete segments)",
+            summary.end_of_valid_wal
+        ),
+        ScanStop::Invalid { at, reason } => format!("it holds invalid WAL at {at}: {reason}"),
+    };
+    Err(PushError::Invalid {
+        name: file.name.clone(),
+        reason,
+    })
 }
 
 /// The history of `tli`: from the repository, else from PostgreSQL's `pg_wal` beside the file.
@@ -387,6 +411,18 @@ mod tests {
             "{err}"
         );
         assert_eq!(repo.get_object(object, Kind::Wal).await.unwrap(), first);
+    }
+
+    #[tokio::test]
+    async fn a_segment_still_being_written_is_refused_and_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path(), "primary").await;
+        let mut bytes = segment(seg(4), SYSID, 0);
+        bytes[40..64].fill(0);
+        let file = write(dir.path(), &seg(4).file_name(SEG), &bytes);
+        let err = push_to(&repo, &file, 3).await.unwrap_err().to_string();
+        assert!(err.contains("still writing"), "{err}");
+        assert!(repo.list_wal().await.unwrap().segments.is_empty());
     }
 
     #[tokio::test]
