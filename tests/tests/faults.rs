@@ -219,3 +219,57 @@ fn a_page_with_a_bad_checksum_in_the_source_is_named_and_fails_the_backup() {
     let list = a.lifeboat_ok(&["list"]);
     assert!(list.contains("BAD PAGE"), "list flags the backup:\n{list}");
 }
+
+#[test]
+fn a_gap_between_backups_narrows_the_window_and_a_bad_manifest_costs_only_its_backup() {
+    let a = Archived::new("primary");
+    a.lifeboat_ok(&["backup"]);
+    a.sql("CREATE TABLE between_backups(n int)");
+    let lost = a.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    a.switch_and_archive();
+    a.switch_and_archive();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    a.lifeboat_ok(&["backup"]);
+    let ids: Vec<String> = std::fs::read_dir(a.root.repo_dir().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let (older, newer) = (
+        ids.iter().min().unwrap().clone(),
+        ids.iter().max().unwrap().clone(),
+    );
+    std::fs::remove_file(a.root.repo_dir().join("wal/00000001").join(&lost)).unwrap();
+
+    let list = a.lifeboat_ok(&["list"]);
+    assert!(
+        list.contains(&format!("backup {newer} through WAL")),
+        "window comes from the newer backup:\n{list}"
+    );
+    assert!(
+        list.contains(&format!("not in the window: backup {older}")) && list.contains(&lost),
+        "{list}"
+    );
+
+    // A manifest that does not open (copied under another id) is named, and the rest still works.
+    let forged = a.root.repo_dir().join("backups/20300101T000000Z");
+    std::fs::create_dir(&forged).unwrap();
+    std::fs::copy(
+        a.root
+            .repo_dir()
+            .join("backups")
+            .join(&newer)
+            .join("manifest"),
+        forged.join("manifest"),
+    )
+    .unwrap();
+    let list = a.lifeboat_ok(&["list"]);
+    assert!(
+        list.contains("UNREADABLE backup 20300101T000000Z"),
+        "{list}"
+    );
+    let restored = a.restore_and_start("restored", &["--backup", &newer, "--target-immediate"]);
+    assert_eq!(
+        restored.psql("postgres", "SELECT count(*) FROM between_backups"),
+        "0"
+    );
+}

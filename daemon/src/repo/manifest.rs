@@ -200,6 +200,27 @@ impl Repository {
         Ok(ids)
     }
 
+    /// Every manifest that opens, oldest first, and those that do not with the reason. An
+    /// unreadable manifest costs that one backup, not the repository; an unreachable storage
+    /// is still an error.
+    pub async fn load_manifests_lenient(
+        &self,
+    ) -> Result<(Vec<Manifest>, Vec<(BackupId, String)>), RepoError> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for id in self.list_backups().await? {
+            match self.get_manifest(&id).await {
+                Ok(m) => good.push(m),
+                Err(RepoError::Storage(e)) => return Err(RepoError::Storage(e)),
+                Err(e) => {
+                    tracing::error!(backup = %id, error = %e, "manifest does not open; backup skipped");
+                    bad.push((id, e.to_string()));
+                }
+            }
+        }
+        Ok((good, bad))
+    }
+
     /// Every manifest, oldest first.
     pub async fn load_manifests(&self) -> Result<Vec<Manifest>, RepoError> {
         let mut out = Vec::new();

@@ -40,6 +40,10 @@ pub struct Catalog {
     pub backups: Vec<BackupSummary>,
     /// The recoverable window, when some backup has its WAL.
     pub window: Option<Window>,
+    /// Backups whose manifest does not open, with the reason.
+    pub unreadable: Vec<(BackupId, String)>,
+    /// Older backups that cannot reach the window because of a WAL gap, described.
+    pub cut_off: Vec<String>,
 }
 
 /// One backup as `list` shows it.
@@ -94,6 +98,8 @@ pub struct RepoState {
     pub repository: String,
     /// Every manifest, oldest first.
     pub manifests: Vec<Manifest>,
+    /// Backups whose manifest does not open, with the reason.
+    pub unreadable: Vec<(BackupId, String)>,
     /// The WAL objects.
     pub listing: WalListing,
     /// Parsed timeline history files.
@@ -115,10 +121,11 @@ impl RepoState {
                 .map_err(|reason| RepoError::Format { name, reason })?;
             histories.insert(*tli, parsed);
         }
-        let manifests = repo.load_manifests().await?;
+        let (manifests, unreadable) = repo.load_manifests_lenient().await?;
         Ok(RepoState {
             repository: repo.name.clone(),
             manifests,
+            unreadable,
             listing,
             histories,
             seg_size,
@@ -157,11 +164,8 @@ pub async fn catalog(repo: &Repository) -> Result<Catalog, RestoreError> {
         .iter()
         .filter(|m| state.wal_complete(m))
         .collect();
-    let by_stop = |m: &&&Manifest| (m.stop_lsn, m.stop_time);
-    let window = match (
-        complete.iter().min_by_key(by_stop),
-        complete.iter().max_by_key(by_stop),
-    ) {
+    let (connected, cut_off) = connected_backups(&state, &complete);
+    let window = match (connected.first(), connected.last()) {
         (Some(oldest), Some(newest)) => window(repo, &state, oldest, newest).await?,
         _ => None,
     };
@@ -174,7 +178,35 @@ pub async fn catalog(repo: &Repository) -> Result<Catalog, RestoreError> {
         repository: repo.name.clone(),
         backups,
         window,
+        unreadable: state.unreadable.clone(),
+        cut_off,
     })
+}
+
+/// The backups whose WAL runs without a gap into the next newer one, oldest first, ending at
+/// the newest; and a description of each older backup a gap cuts off. Every instant from the
+/// oldest connected backup's stop to the newest WAL is restorable; earlier ones are not.
+fn connected_backups<'a>(
+    state: &RepoState,
+    complete: &[&'a Manifest],
+) -> (Vec<&'a Manifest>, Vec<String>) {
+    let mut sorted: Vec<&Manifest> = complete.to_vec();
+    sorted.sort_by_key(|m| (m.stop_lsn, m.stop_time));
+    let mut connected: Vec<&Manifest> = sorted.last().into_iter().copied().collect();
+    let mut cut_off = Vec::new();
+    for m in sorted.iter().rev().skip(1) {
+        let next = connected[0];
+        let reach = state.chain(m).ok().and_then(|c| state.reach(m, &c));
+        match reach {
+            Some(r) if r.end >= next.stop_lsn && cut_off.is_empty() => connected.insert(0, m),
+            Some(r) => cut_off.push(format!(
+                "backup {} restores only up to WAL {} ({} is missing)",
+                m.backup_id, r.end, r.next_missing
+            )),
+            None => cut_off.push(format!("backup {} has no WAL", m.backup_id)),
+        }
+    }
+    (connected, cut_off)
 }
 
 /// The window from the end of `oldest` to the newest commit after `newest`.
@@ -316,7 +348,14 @@ impl fmt::Display for Catalog {
                 w.timeline
             ),
             None => writeln!(f, "recoverable window: none (no backup has all of its WAL)"),
+        }?;
+        for c in &self.cut_off {
+            writeln!(f, "  not in the window: {c}")?;
         }
+        for (id, reason) in &self.unreadable {
+            writeln!(f, "UNREADABLE backup {id}: {reason}")?;
+        }
+        Ok(())
     }
 }
 

@@ -232,6 +232,16 @@ async fn prepare(
 ) -> Result<Plan, RestoreError> {
     let to = absolute(&opts.to)?;
     let state = catalog::RepoState::load(repo).await?;
+    if let Some((id, reason)) = state
+        .unreadable
+        .iter()
+        .find(|(id, _)| opts.backup.as_ref() == Some(id))
+    {
+        return Err(RestoreError::Repo(crate::repo::RepoError::Format {
+            name: crate::repo::manifest::path(id),
+            reason: reason.clone(),
+        }));
+    }
     let manifest = plan::choose_backup(
         &state.manifests,
         &opts.target,

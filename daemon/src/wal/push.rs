@@ -145,6 +145,11 @@ impl WalFile {
             path: path.to_path_buf(),
             name: name.clone(),
         };
+        // Even a file we do not store must exist: a wrong %p must not report success.
+        std::fs::metadata(path).map_err(|source| PushError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let kind = match WalFileName::classify(&name).ok_or_else(not_wal)? {
             WalFileName::Segment(_) => Stored::Segment,
             WalFileName::History(tli) => Stored::History(tli),
@@ -507,11 +512,18 @@ mod tests {
             "000000010000000000000002.00000028.backup",
             "000000010000000000000005.partial",
         ] {
+            let missing = WalFile::read(&dir.path().join(name));
+            assert!(
+                missing.is_err(),
+                "{name}: a path that does not exist is an error"
+            );
+            std::fs::write(dir.path().join(name), b"x").unwrap();
             assert!(
                 WalFile::read(&dir.path().join(name)).unwrap().is_err(),
                 "{name}"
             );
         }
+        std::fs::write(dir.path().join("postmaster.pid"), b"1").unwrap();
         let err = WalFile::read(&dir.path().join("postmaster.pid"))
             .unwrap_err()
             .to_string();
