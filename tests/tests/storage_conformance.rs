@@ -207,6 +207,24 @@ async fn azure_prefixes_keep_repositories_apart() {
 }
 
 #[tokio::test]
+async fn a_missing_container_is_named_not_taken_for_a_missing_object() {
+    let azurite = Azurite::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = AzureStorage::new(azurite.settings("never-created", write_azure_key_file(dir.path())));
+    for err in [
+        s.get("lifeboat.repo").await.unwrap_err(),
+        s.put_new("lifeboat.repo", b"{}").await.unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert!(
+            text.contains("container never-created does not exist"),
+            "{text}"
+        );
+        assert!(!err.is_retryable(), "{text}");
+    }
+}
+
+#[tokio::test]
 async fn a_wrong_account_key_is_refused_without_retries() {
     let azurite = Azurite::start();
     let dir = tempfile::tempdir().unwrap();

@@ -241,6 +241,17 @@ impl AzureStorage {
     fn error(&self, op: &'static str, name: &str, e: azure_core::Error) -> StorageError {
         use std::io::ErrorKind as K;
         let kind = match e.kind() {
+            AzureErrorKind::HttpResponse {
+                error_code: Some(code),
+                ..
+            } if code == "ContainerNotFound" => {
+                let hint = format!(
+                    "container {} does not exist\nhint: create it first, e.g. `az storage \
+                     container create --account-name {} --name {}`",
+                    self.settings.container, self.settings.account, self.settings.container
+                );
+                return self.io(op, name, K::InvalidInput, hint);
+            }
             AzureErrorKind::HttpResponse { status, .. } => match u16::from(*status) {
                 404 => return StorageError::NotFound(name.to_string()),
                 409 | 412 if op.starts_with("create") => {
