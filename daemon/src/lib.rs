@@ -5,6 +5,7 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod pg;
 pub mod repo;
 pub mod restore;

@@ -8,6 +8,7 @@
 //! not even for a bad argument (see [`crate::wal::fetch`]).
 
 mod backup;
+mod daemon;
 mod list;
 mod logging;
 mod repo_init;
@@ -64,6 +65,8 @@ impl Global {
 enum Command {
     /// Manage repositories.
     Repo(repo_init::RepoArgs),
+    /// Stream WAL of every cluster with `[cluster.wal] mode = "stream"` until stopped.
+    Daemon(daemon::DaemonArgs),
     /// Take a base backup into every repository of the cluster.
     Backup(backup::BackupArgs),
     /// Archive one WAL file (PostgreSQL's archive_command).
@@ -128,6 +131,7 @@ impl Cli {
         let result = match self.command {
             Command::WalFetch(args) => return wal::fetch(g, args).await,
             Command::Repo(args) => repo_init::run(g, args).await,
+            Command::Daemon(args) => daemon::run(g, args).await,
             Command::Backup(args) => backup::run(g, args).await,
             Command::WalPush(args) => wal::push(g, args).await,
             Command::List(args) => list::run(g, args).await,

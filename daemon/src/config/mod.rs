@@ -80,6 +80,28 @@ pub struct ClusterConfig {
     pub targets: Targets,
     /// Base backup settings.
     pub backup: BackupSettings,
+    /// How WAL reaches the repositories.
+    pub wal: WalSettings,
+}
+
+/// How WAL reaches the repositories (`[cluster.wal]`).
+#[derive(Debug, Clone)]
+pub struct WalSettings {
+    /// Streamed by `lifeboat daemon`, or archived by PostgreSQL's archive_command.
+    pub mode: WalMode,
+    /// The physical replication slot the daemon streams through.
+    pub slot: String,
+    /// How often the streamed part of the current segment is uploaded when it grew.
+    pub partial_upload_interval: Duration,
+}
+
+/// Who ships WAL to the repositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalMode {
+    /// `lifeboat daemon` streams it over the replication protocol.
+    Stream,
+    /// PostgreSQL's archive_command runs `lifeboat wal-push`.
+    Archive,
 }
 
 /// Where one repository lives.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{
     parse_duration, AzureAuth, BackupSettings, ClusterConfig, Config, RepositoryConfig,
-    RepositoryKind, SecretRef, Targets,
+    RepositoryKind, SecretRef, Targets, WalMode, WalSettings,
 };
 use crate::crypto::kek::KekRef;
 
@@ -39,6 +39,8 @@ struct RawCluster {
     targets: RawTargets,
     #[serde(default)]
     backup: RawBackup,
+    #[serde(default)]
+    wal: RawWal,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +126,77 @@ impl Default for RawBackup {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawWal {
+    #[serde(default = "default_wal_mode")]
+    mode: String,
+    #[serde(default = "default_slot")]
+    slot: String,
+    #[serde(default = "default_partial_upload_interval")]
+    partial_upload_interval: String,
+}
+
+/// archive_command is what existing installations use; streaming is opted into per cluster.
+fn default_wal_mode() -> String {
+    "archive".into()
+}
+
+fn default_slot() -> String {
+    "lifeboat".into()
+}
+
+/// Seconds of RPO for one sealed upload of at most a segment every interval.
+fn default_partial_upload_interval() -> String {
+    "5s".into()
+}
+
+impl Default for RawWal {
+    fn default() -> Self {
+        RawWal {
+            mode: default_wal_mode(),
+            slot: default_slot(),
+            partial_upload_interval: default_partial_upload_interval(),
+        }
+    }
+}
+
+impl RawWal {
+    fn validate(self) -> Result<WalSettings, String> {
+        let mode = match self.mode.as_str() {
+            "stream" => WalMode::Stream,
+            "archive" => WalMode::Archive,
+            other => {
+                return Err(format!(
+                    "wal.mode = {other:?}; supported: \"stream\", \"archive\""
+                ))
+            }
+        };
+        let valid_slot = !self.slot.is_empty()
+            && self.slot.len() <= 63
+            && self
+                .slot
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid_slot {
+            return Err(format!(
+                "wal.slot = {:?} must be 1-63 lowercase letters, digits or '_'",
+                self.slot
+            ));
+        }
+        let interval =
+            parse_duration("wal.partial-upload-interval", &self.partial_upload_interval)?;
+        if interval.is_zero() {
+            return Err("wal.partial-upload-interval must be above zero".into());
+        }
+        Ok(WalSettings {
+            mode,
+            slot: self.slot,
+            partial_upload_interval: interval,
+        })
+    }
+}
+
 impl RawConfig {
     pub(super) fn validate(self) -> Result<Config, String> {
         if self.cluster.is_empty() {
@@ -197,6 +270,7 @@ impl RawCluster {
                 self.backup.compress_level
             )));
         }
+        let wal = self.wal.validate().map_err(at)?;
         Ok(ClusterConfig {
             name: self.name,
             pgdata: self.pgdata,
@@ -209,6 +283,7 @@ impl RawCluster {
                 wal_timeout,
                 compress_level: self.backup.compress_level,
             },
+            wal,
         })
     }
 }

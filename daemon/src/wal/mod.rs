@@ -12,6 +12,7 @@
 
 pub mod fetch;
 pub mod push;
+pub mod stream;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,221 @@
+//! A cluster whose WAL `lifeboat daemon` streams (`[cluster.wal] mode = "stream"`, archiving
+//! off), and the daemon as a child process.
+//!
+//! Example:
+//! ```no_run
+//! use lifeboat_tests::{Archived, Daemon};
+//! let a = Archived::streaming("primary");
+//! let daemon = Daemon::start(&a);
+//! daemon.wait_streaming(&a);
+//! a.lifeboat_ok(&["backup"]);
+//! ```
+//!
+//! Invariant: a daemon never outlives its test: dropping [`Daemon`] kills it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::{write_kek, Archived, Cluster, TestRoot};
+
+/// How often the streamed part of a segment is stored in these tests.
+pub const PARTIAL_UPLOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Archived {
+    /// Creates and starts a cluster with archiving off, writes a configuration that streams its
+    /// WAL (partial uploads every [`PARTIAL_UPLOAD_INTERVAL`]) and initialises the repository.
+    /// The daemon is not started.
+    #[track_caller]
+    pub fn streaming(name: &str) -> Archived {
+        let root = TestRoot::new();
+        let cluster = Cluster::init(&root, name);
+        let kek = write_kek(&root);
+        let config = root.config_path();
+        cluster.set("archive_mode", "off");
+        cluster.start();
+        root.write_file("lifeboat.toml", config_text(&root, &cluster, name, &kek));
+        let a = Archived {
+            root,
+            cluster,
+            config,
+        };
+        a.lifeboat_ok(&["repo", "init"]);
+        a
+    }
+}
+
+/// `lifeboat daemon` running as a child process; killed when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `lifeboat --config <config> daemon`, logging to `<root>/daemon-<n>.log`.
+    #[track_caller]
+    pub fn start(a: &Archived) -> Daemon {
+        let log = (0..)
+            .map(|n| a.root.path().join(format!("daemon-{n}.log")))
+            .find(|p| !p.exists())
+            .expect("a free log name");
+        let file = File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let err = file.try_clone().expect("log file handle");
+        let child = a
+            .root
+            .lifeboat()
+            .arg("--config")
+            .arg(&a.config)
+            .arg("daemon")
+            .env("LIFEBOAT_LOG", "lifeboat=debug")
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start lifeboat daemon: {e}"));
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the daemon's slot is active on the source and its first WAL is durable.
+    #[track_caller]
+    pub fn wait_streaming(&self, a: &Archived) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let active = "SELECT count(*) FROM pg_replication_slots \
+                      WHERE slot_name = 'lifeboat' AND active";
+        while a.sql(active) != "1" {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not start streaming in 30 s\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; panics unless it exits 0 within 10 s.
+    #[track_caller]
+    pub fn stop(mut self) -> Duration {
+        let mut child = self.child.take().expect("the daemon runs");
+        let started = Instant::now();
+        let pid = Pid::from_raw(child.id() as i32);
+        kill(pid, Signal::SIGTERM).expect("SIGTERM to the daemon");
+        let status: ExitStatus = loop {
+            if let Some(status) = child.try_wait().expect("wait for the daemon") {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                panic!(
+                    "the daemon did not exit within 15 s of SIGTERM\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let took = started.elapsed();
+        assert!(
+            status.success(),
+            "daemon exited with {status}\n{}",
+            self.log()
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "the daemon took {took:?} to stop\n{}",
+            self.log()
+        );
+        took
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The end of the newest WAL stored in local repository `repo` on `tli`: the highest complete
+/// segment's end or partial's end LSN, read from the object names.
+pub fn repo_durable_end(repo: &Path, tli: u32, seg_size: u64) -> u64 {
+    let dir = repo.join("wal").join(format!("{tli:08X}"));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let per = (1u64 << 32) / seg_size;
+    let mut end = 0;
+    for name in entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+    {
+        let (seg, partial) = match name.split_once(".partial.") {
+            Some((seg, lsn)) => (seg, u64::from_str_radix(lsn, 16).ok()),
+            None => (name.as_str(), None),
+        };
+        if seg.len() != 24 || !seg.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let log = u64::from_str_radix(&seg[8..16], 16).unwrap_or(0);
+        let low = u64::from_str_radix(&seg[16..24], 16).unwrap_or(0);
+        let this = partial.unwrap_or((log * per + low + 1) * seg_size);
+        end = end.max(this);
+    }
+    end
+}
+
+fn config_text(root: &TestRoot, cluster: &Cluster, name: &str, kek: &Path) -> String {
+    format!(
+        r#"state-dir = "{state}"
+
+[[cluster]]
+name = "{name}"
+pgdata = "{pgdata}"
+conninfo = "host={sock} port={port} user=postgres dbname=postgres"
+pg-bin-dir = "{bin}"
+
+[cluster.encryption]
+kek = "file:{kek}"
+
+[[cluster.repository]]
+name = "primary"
+kind = "local"
+path = "{repo}"
+
+[cluster.backup]
+wal-timeout = "60s"
+
+[cluster.wal]
+mode = "stream"
+slot = "lifeboat"
+partial-upload-interval = "{interval}s"
+"#,
+        state = root.state_dir().display(),
+        pgdata = cluster.pgdata().display(),
+        sock = root.socket_dir().display(),
+        port = cluster.port(),
+        bin = crate::pg_bin_dir().display(),
+        kek = kek.display(),
+        repo = root.repo_dir().display(),
+        interval = PARTIAL_UPLOAD_INTERVAL.as_secs(),
+    )
+}
