@@ -13,7 +13,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use lifeboat::config::{ClusterConfig, Config};
 use lifeboat::crypto::CryptoError;
-use lifeboat::repo::{RepoError, Repository};
+use lifeboat::repo::{storage_for, RepoError, Repository};
 use lifeboat::restore::{RestoreError, RestoreOptions, RestoreReport, Target, TargetAction};
 use tokio_postgres::Client;
 use tracing::Instrument;
@@ -28,6 +28,8 @@ use crate::scratch::{self, FileOwner, Scratch, ScratchError};
 pub struct DrillOptions {
     /// The `lifeboat` binary the restored cluster's `restore_command` runs.
     pub lifeboat_bin: PathBuf,
+    /// The repository to restore from; by default the first that opens, in configuration order.
+    pub repository: Option<String>,
 }
 
 /// A drill that could not run, as opposed to one that ran and failed its targets or checks.
@@ -72,6 +74,14 @@ pub enum DrillError {
     NoRepository {
         /// The cluster.
         cluster: String,
+    },
+    /// `--repository` names no repository of the cluster.
+    #[error("cluster {cluster} has no repository named {name:?}")]
+    UnknownRepository {
+        /// The cluster.
+        cluster: String,
+        /// The name asked for.
+        name: String,
     },
     /// The report could not be written locally.
     #[error("cannot write the report of drill {drill_id} to {dir}")]
@@ -161,8 +171,12 @@ async fn drill(
     // Provision: the drill's directory, the repositories, a scratch directory and port.
     let lap = Instant::now();
     let dir = DrillDir::create(&config.state_dir, &cluster.pgdata, &incident.id)?;
-    let repos = open_repositories(cluster).await?;
-    let Some(primary) = repos.first() else {
+    let repos = open_repositories(cluster, opts.repository.as_deref()).await?;
+    let chosen = match &opts.repository {
+        Some(name) => repos.iter().find(|r| &r.name == name),
+        None => repos.first(),
+    };
+    let Some(primary) = chosen else {
         return Err(DrillError::NoRepository {
             cluster: cluster.name.clone(),
         });
@@ -171,7 +185,7 @@ async fn drill(
     phases.push(phase("provision", lap, None));
 
     // Restore the latest backup, start it, replay WAL and promote, timed by the restore.
-    let restored = restore(config, cluster, opts, &scratch).await?;
+    let restored = restore(config, cluster, opts, &scratch, &primary.name).await?;
     if let Some(socket_dir) = &restored.socket_dir {
         scratch.adopt(socket_dir);
     }
@@ -285,17 +299,44 @@ impl Drop for DrillDir {
     }
 }
 
-async fn open_repositories(cluster: &ClusterConfig) -> Result<Vec<Repository>, DrillError> {
+/// Opens the repositories that answer, in configuration order: the drill restores from
+/// `wanted` (which must open) or the first, and stores its report in each. The others are
+/// logged at ERROR; when none opens, the first one's error is the drill's.
+async fn open_repositories(
+    cluster: &ClusterConfig,
+    wanted: Option<&str>,
+) -> Result<Vec<Repository>, DrillError> {
     let kek = cluster.kek.load().map_err(|source| DrillError::Kek {
         cluster: cluster.name.clone(),
         source,
     })?;
-    Repository::open_all(cluster, &kek)
-        .await
-        .map_err(|source| DrillError::OpenRepository {
+    if let Some(name) = wanted.filter(|n| !cluster.repositories.iter().any(|r| r.name == *n)) {
+        return Err(DrillError::UnknownRepository {
             cluster: cluster.name.clone(),
-            source: Box::new(source),
-        })
+            name: name.into(),
+        });
+    }
+    let failed = |source| DrillError::OpenRepository {
+        cluster: cluster.name.clone(),
+        source: Box::new(source),
+    };
+    let mut opened = Vec::new();
+    let mut first_error = None;
+    for rc in &cluster.repositories {
+        match Repository::open(&rc.name, storage_for(rc), &kek).await {
+            Ok(repo) => opened.push(repo),
+            Err(e) if wanted == Some(rc.name.as_str()) => return Err(failed(e)),
+            Err(e) => {
+                tracing::error!(repository = %rc.name, error = %e,
+                    "repository does not open; the drill goes on without it");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match (opened.is_empty(), first_error) {
+        (true, Some(e)) => Err(failed(e)),
+        _ => Ok(opened),
+    }
 }
 
 fn provision_scratch(
@@ -325,8 +366,10 @@ async fn restore(
     cluster: &ClusterConfig,
     opts: &DrillOptions,
     scratch: &Scratch,
+    repository: &str,
 ) -> Result<RestoreReport, DrillError> {
     let mut restore_opts = RestoreOptions::new(scratch.pgdata(), opts.lifeboat_bin.clone());
+    restore_opts.repository = Some(repository.into());
     restore_opts.target = Target::Latest;
     restore_opts.action = TargetAction::Promote;
     restore_opts.start = true;

@@ -40,6 +40,10 @@ enum Command {
         /// Print the JSON report instead of the summary.
         #[arg(long)]
         json: bool,
+        /// Restore from this repository; default: the first that opens, in configuration
+        /// order.
+        #[arg(long, value_name = "NAME")]
+        repository: Option<String>,
     },
 }
 
@@ -51,7 +55,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&anyhow!(e).context("cannot start the async runtime")),
     };
     let result = match &cli.command {
-        Command::Run { json } => runtime.block_on(run(&cli, *json)),
+        Command::Run { json, repository } => runtime.block_on(run(&cli, *json, repository.clone())),
     };
     match result {
         Ok(Verdict::Pass) => ExitCode::SUCCESS,
@@ -91,14 +95,17 @@ fn error_text(e: &anyhow::Error) -> String {
     out
 }
 
-async fn run(cli: &Cli, json: bool) -> anyhow::Result<Verdict> {
+async fn run(cli: &Cli, json: bool, repository: Option<String>) -> anyhow::Result<Verdict> {
     let config = Config::load(&cli.config)?;
     let cluster = config.cluster(cli.cluster.as_deref())?;
     let lifeboat_bin = match &cli.lifeboat_bin {
         Some(p) => p.clone(),
         None => beside_this_program("lifeboat")?,
     };
-    let opts = DrillOptions { lifeboat_bin };
+    let opts = DrillOptions {
+        lifeboat_bin,
+        repository,
+    };
     // Dropping the drill on a signal drops its scratch guard, which tears the cluster down.
     let report = tokio::select! {
         r = run_drill(&config, cluster, &opts) => r?,

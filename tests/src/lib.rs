@@ -35,6 +35,7 @@ mod root;
 mod run;
 mod setup;
 mod setup_azure;
+mod setup_multi;
 mod setup_stream;
 
 pub use azurite::{write_azure_key_file, Azurite, AZURITE_ACCOUNT, AZURITE_KEY};
@@ -48,4 +49,5 @@ pub use privilege::{as_postgres, give_to_postgres, running_as_root};
 pub use root::TestRoot;
 pub use run::{describe, run, run_ok};
 pub use setup::Archived;
-pub use setup_stream::{repo_durable_end, Daemon, PARTIAL_UPLOAD_INTERVAL};
+pub use setup_multi::{MultiRepo, Residency};
+pub use setup_stream::{repo_durable_end, Daemon, StreamOptions, PARTIAL_UPLOAD_INTERVAL};

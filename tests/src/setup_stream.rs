@@ -13,6 +13,7 @@
 //! Invariant: a daemon never outlives its test: dropping [`Daemon`] kills it.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -25,19 +26,37 @@ use crate::{write_kek, Archived, Cluster, TestRoot};
 /// How often the streamed part of a segment is stored in these tests.
 pub const PARTIAL_UPLOAD_INTERVAL: Duration = Duration::from_secs(1);
 
+/// What a streaming test configures beyond the defaults of [`Archived::streaming`].
+#[derive(Debug, Clone, Default)]
+pub struct StreamOptions {
+    /// `metrics-listen`; no `/metrics` when unset.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `[cluster.backup] schedule`; `"off"` when unset, so no backup surprises a test.
+    pub schedule: Option<String>,
+}
+
 impl Archived {
     /// Creates and starts a cluster with archiving off, writes a configuration that streams its
     /// WAL (partial uploads every [`PARTIAL_UPLOAD_INTERVAL`]) and initialises the repository.
     /// The daemon is not started.
     #[track_caller]
     pub fn streaming(name: &str) -> Archived {
+        Archived::streaming_with(name, &StreamOptions::default())
+    }
+
+    /// [`Archived::streaming`] with the extra settings of `opts`.
+    #[track_caller]
+    pub fn streaming_with(name: &str, opts: &StreamOptions) -> Archived {
         let root = TestRoot::new();
         let cluster = Cluster::init(&root, name);
         let kek = write_kek(&root);
         let config = root.config_path();
         cluster.set("archive_mode", "off");
         cluster.start();
-        root.write_file("lifeboat.toml", config_text(&root, &cluster, name, &kek));
+        root.write_file(
+            "lifeboat.toml",
+            config_text(&root, &cluster, name, &kek, opts),
+        );
         let a = Archived {
             root,
             cluster,
@@ -183,10 +202,20 @@ pub fn repo_durable_end(repo: &Path, tli: u32, seg_size: u64) -> u64 {
     end
 }
 
-fn config_text(root: &TestRoot, cluster: &Cluster, name: &str, kek: &Path) -> String {
+fn config_text(
+    root: &TestRoot,
+    cluster: &Cluster,
+    name: &str,
+    kek: &Path,
+    opts: &StreamOptions,
+) -> String {
+    let metrics = opts
+        .metrics_listen
+        .map(|a| format!("metrics-listen = \"{a}\"\n"))
+        .unwrap_or_default();
     format!(
         r#"state-dir = "{state}"
-
+{metrics}
 [[cluster]]
 name = "{name}"
 pgdata = "{pgdata}"
@@ -203,6 +232,7 @@ path = "{repo}"
 
 [cluster.backup]
 wal-timeout = "60s"
+schedule = "{schedule}"
 
 [cluster.wal]
 mode = "stream"
@@ -217,5 +247,6 @@ partial-upload-interval = "{interval}s"
         kek = kek.display(),
         repo = root.repo_dir().display(),
         interval = PARTIAL_UPLOAD_INTERVAL.as_secs(),
+        schedule = opts.schedule.as_deref().unwrap_or("off"),
     )
 }

@@ -70,7 +70,13 @@ pub async fn copy_file(
                 .extend(check_pages(&path, rel, out.size, &data, c)?);
         }
         for (sink, ids) in sinks.iter_mut().zip(out.chunks.iter_mut()) {
-            ids.push(sink.put_chunk(&data).await?.to_hex());
+            if sink.is_failed() {
+                continue;
+            }
+            match sink.put_chunk(&data).await {
+                Ok(id) => ids.push(id.to_hex()),
+                Err(e) => sink.fail(e)?,
+            }
         }
         out.size += data.len() as u64;
         if (data.len() as u64) < want {

@@ -5,6 +5,8 @@
 //! Invariant: the manifest is written only after every pack and index it needs, after
 //! `pg_backup_stop`, and after the WAL from the start to the stop position is durable in the
 //! repository. An interrupted backup leaves only unreferenced packs, never a manifest.
+//! A repository with `required = false` that fails is logged at ERROR and gets no manifest;
+//! the backup succeeds when every required repository has its manifest.
 
 pub mod copy;
 pub mod session;
@@ -17,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::config::{ClusterConfig, Config};
+use crate::config::{ClusterConfig, Config, RepositoryConfig};
+use crate::crypto::kek::Kek;
 use crate::pg::sql::{self, ServerFacts, SqlError};
 use crate::pg::{Lsn, TimelineId};
 use crate::repo::manifest::{BackupId, Entry, EntryKind, Manifest};
-use crate::repo::{RepoError, Repository};
+use crate::repo::{storage_for, RepoError, Repository};
 use copy::{copy_file, PageCheck};
 use sink::Sink;
 use walk::{Walk, WalkEntry, WalkKind};
@@ -87,7 +90,7 @@ pub async fn run(
 ) -> Result<Manifest, BackupError> {
     let began = Instant::now();
     let kek = cluster.kek.load()?;
-    let repos = Repository::open_all(cluster, &kek).await?;
+    let repos = open_repositories(cluster, &kek).await?;
     let client = sql::connect(&cluster.conninfo).await?;
     let facts = sql::server_facts(&client).await?;
     check_identity(cluster, &facts, &repos)?;
@@ -111,7 +114,14 @@ pub async fn run(
     // copy: every file into every repository, pg_control last
     let mut sinks = Vec::new();
     for repo in repos {
-        sinks.push(Sink::open(repo, cluster.backup.compress_level).await?);
+        let required = config_of(cluster, &repo.name).is_none_or(|rc| rc.required);
+        let name = repo.name.clone();
+        match Sink::open(repo, cluster.backup.compress_level, required).await {
+            Ok(sink) => sinks.push(sink),
+            Err(e) if required => return Err(e),
+            Err(e) => tracing::error!(repository = %name, error = %e,
+                "non-required repository left out of this backup"),
+        }
     }
     let check = facts.data_checksums.then_some(start_lsn);
     let copied = copy_all(&cluster.pgdata, &walked, check, &mut sinks).await?;
@@ -124,22 +134,31 @@ pub async fn run(
         .ok_or_else(|| BackupError::Protocol("backup label has no START TIMELINE".into()))?;
     tracing::info!(stop_lsn = %stopped.stop_lsn, timeline = %tli, "backup stopped");
 
-    // wait: the WAL from start to stop must be in every repository before the backup counts
-    for sink in &sinks {
-        wait::wait_for_wal(
+    // wait: the WAL from start to stop must be in each repository before the backup counts there
+    for sink in sinks.iter_mut().filter(|s| !s.is_failed()) {
+        let waited = wait::wait_for_wal(
             &sink.repo,
             tli,
             start_lsn,
             stopped.stop_lsn,
             cluster.backup.wal_timeout,
         )
-        .await?;
+        .await;
+        if let Err(e) = waited {
+            sink.fail(e)?;
+        }
     }
 
     // commit: packs and index first, the manifest last
     let mut manifest = None;
     for (i, sink) in sinks.iter_mut().enumerate() {
-        sink.finish().await?;
+        if sink.is_failed() {
+            continue;
+        }
+        if let Err(e) = sink.finish().await {
+            sink.fail(e)?;
+            continue;
+        }
         let mut stats = std::mem::take(&mut sink.stats);
         stats.files = copied.files;
         stats.bytes_read = copied.bytes_read;
@@ -163,14 +182,42 @@ pub async fn run(
             entries: copied.entries_for(i),
             checksum_failures: copied.bad_blocks.clone(),
             stats,
+            residency_zone: cluster.residency.map(|z| z.to_string()),
+            region: config_of(cluster, &sink.repo.name).and_then(|rc| rc.region.clone()),
         };
-        sink.repo.put_manifest(&m).await?;
+        if let Err(e) = sink.repo.put_manifest(&m).await {
+            sink.fail(e.into())?;
+            continue;
+        }
         tracing::info!(repository = %sink.repo.name, bytes_read = m.stats.bytes_read,
             bytes_new = m.stats.bytes_new, bytes_stored = m.stats.bytes_stored,
             seconds = m.stats.seconds, "backup committed");
         manifest.get_or_insert(m);
     }
-    Ok(manifest.expect("a cluster has at least one repository"))
+    Ok(manifest.expect("a cluster has at least one required repository"))
+}
+
+/// Opens every repository in configuration order; a non-required one that does not open is
+/// logged at ERROR and left out.
+async fn open_repositories(
+    cluster: &ClusterConfig,
+    kek: &Kek,
+) -> Result<Vec<Repository>, BackupError> {
+    let mut out = Vec::new();
+    for rc in &cluster.repositories {
+        match Repository::open(&rc.name, storage_for(rc), kek).await {
+            Ok(repo) => out.push(repo),
+            Err(e) if rc.required => return Err(e.into()),
+            Err(e) => tracing::error!(repository = %rc.name, error = %e,
+                "non-required repository does not open; this backup leaves it out"),
+        }
+    }
+    Ok(out)
+}
+
+/// The configuration of the repository called `name`.
+fn config_of<'a>(cluster: &'a ClusterConfig, name: &str) -> Option<&'a RepositoryConfig> {
+    cluster.repositories.iter().find(|rc| rc.name == name)
 }
 
 /// Refuses a server that is not the database the repositories were made for.

@@ -2,6 +2,9 @@
 //! gets a different content id in each, and is stored in each only if that repository lacks it.
 //! A pack is uploaded as soon as it is full; the index of the packs this backup wrote is
 //! stored when the copy ends, before any manifest.
+//!
+//! A sink of a repository with `required = false` that fails is marked failed and skipped from
+//! then on: the backup goes on in the others and writes no manifest there.
 
 use super::BackupError;
 use crate::crypto::envelope::{self, ContentId, Kind};
@@ -20,11 +23,13 @@ pub struct Sink {
     /// Figures for this repository.
     pub stats: BackupStats,
     level: i32,
+    required: bool,
+    failed: bool,
 }
 
 impl Sink {
     /// A sink that knows every chunk already in `repo` whose pack is still stored.
-    pub async fn open(repo: Repository, level: i32) -> Result<Sink, BackupError> {
+    pub async fn open(repo: Repository, level: i32, required: bool) -> Result<Sink, BackupError> {
         let mut known = repo.load_index().await?;
         // A chunk whose pack is gone must be stored again, or this backup inherits the loss.
         let lost = known.retain_packs(&repo.list_packs().await?);
@@ -39,7 +44,26 @@ impl Sink {
             index: IndexFile::default(),
             stats: BackupStats::default(),
             level,
+            required,
+            failed: false,
         })
+    }
+
+    /// Whether an earlier step failed in this (non-required) repository.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Handles `e` from this sink: the backup's error when the repository is required, else
+    /// logged at ERROR and the sink skipped from now on.
+    pub fn fail(&mut self, e: BackupError) -> Result<(), BackupError> {
+        if self.required {
+            return Err(e);
+        }
+        tracing::error!(repository = %self.repo.name, error = %e,
+            "backup failed in a non-required repository; it goes on in the others");
+        self.failed = true;
+        Ok(())
     }
 
     /// Stores `data` unless the repository has it; returns its content id.

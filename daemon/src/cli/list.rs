@@ -37,9 +37,11 @@ pub async fn run(g: &Global, args: ListArgs) -> anyhow::Result<()> {
             let repo = Repository::open(&rc.name, storage, &kek).await?;
             Ok::<_, anyhow::Error>(catalog(&repo).await?)
         };
-        let cat = read
+        let mut cat = read
             .await
             .with_context(|| format!("repository {} ({location})", rc.name))?;
+        cat.residency_zone = cluster.residency.map(|z| z.to_string());
+        cat.region = rc.region.clone();
         repositories.push(cat);
     }
     if args.json {

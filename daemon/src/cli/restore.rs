@@ -58,6 +58,10 @@ pub struct RestoreArgs {
     /// Restore tablespace OID to DIR instead of `<DIR>/pg_tblspc_restored/<OID>`; repeatable.
     #[arg(long, value_name = "OID=DIR", value_parser = parse_tablespace_mapping)]
     tablespace_map: Vec<(u32, PathBuf)>,
+    /// Restore from this repository (a name from the configuration); default: the first that
+    /// opens, in configuration order.
+    #[arg(long, value_name = "NAME")]
+    repository: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -119,6 +123,7 @@ pub async fn run(g: &Global, args: RestoreArgs) -> anyhow::Result<()> {
     opts.start = args.start;
     opts.port = args.port;
     opts.tablespace_map = args.tablespace_map.iter().cloned().collect();
+    opts.repository = args.repository.clone();
     let report = restore::run(&config, cluster, &opts)
         .await
         .with_context(|| {

@@ -5,7 +5,7 @@
 //! archive_command = '/usr/bin/lifeboat --config /etc/lifeboat/lifeboat.toml --cluster main wal-push %p'
 //! restore_command = '/usr/bin/lifeboat --config /etc/lifeboat/lifeboat.toml --cluster main wal-fetch %f %p'
 //! ```
-//! wal-push exits 0 once the file is durable in every repository and 1 otherwise (PostgreSQL
+//! wal-push exits 0 once the file is durable in every required repository and 1 otherwise (PostgreSQL
 //! keeps the file and calls again). wal-fetch exits 0 (found), 1 (absent, confirmed) or 255
 //! (anything else, including an unreadable configuration), so recovery never ends early.
 
@@ -36,6 +36,10 @@ pub struct FetchArgs {
     /// Where to write it (%p).
     #[arg(value_name = "DEST")]
     dest: PathBuf,
+    /// Read only this repository (restore writes the one it restored from); default: every
+    /// repository of the cluster, the first that has the file.
+    #[arg(long, value_name = "NAME")]
+    repository: Option<String>,
 }
 
 /// Archives one file into every repository.
@@ -58,8 +62,16 @@ pub async fn push(g: &Global, args: PushArgs) -> anyhow::Result<()> {
 pub async fn fetch(g: &Global, args: FetchArgs) -> ExitCode {
     let result = async {
         let config = g.load()?;
-        let cluster = config.cluster(g.cluster.as_deref())?;
-        Ok::<_, anyhow::Error>(fetch::fetch(cluster, &args.name, &args.dest).await?)
+        let mut cluster = config.cluster(g.cluster.as_deref())?.clone();
+        if let Some(name) = &args.repository {
+            cluster.repositories.retain(|r| &r.name == name);
+            anyhow::ensure!(
+                !cluster.repositories.is_empty(),
+                "cluster {} has no repository named {name:?}",
+                cluster.name
+            );
+        }
+        Ok::<_, anyhow::Error>(fetch::fetch(&cluster, &args.name, &args.dest).await?)
     };
     let result = result
         .await

@@ -12,6 +12,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::crypto::kek::KekRef;
+use crate::residency::Zone;
 
 /// Where the configuration is read from when neither `--config` nor `LIFEBOAT_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/lifeboat/lifeboat.toml";
@@ -57,6 +58,8 @@ pub struct Config {
     pub sha256: String,
     /// Directory for spool files, drill reports and local state.
     pub state_dir: PathBuf,
+    /// Where `/metrics` is served; no listener when unset.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The clusters this file describes.
     pub clusters: Vec<ClusterConfig>,
 }
@@ -76,6 +79,8 @@ pub struct ClusterConfig {
     pub kek: KekRef,
     /// The repositories; every backup and WAL object goes to each.
     pub repositories: Vec<RepositoryConfig>,
+    /// The residency zone every repository must lie in, when one is promised.
+    pub residency: Option<Zone>,
     /// Recovery objectives.
     pub targets: Targets,
     /// Base backup settings.
@@ -93,6 +98,8 @@ pub struct WalSettings {
     pub slot: String,
     /// How often the streamed part of the current segment is uploaded when it grew.
     pub partial_upload_interval: Duration,
+    /// How often the daemon bumps `lifeboat.heartbeat` on the source; `None` when `0s`.
+    pub heartbeat_interval: Option<Duration>,
 }
 
 /// Who ships WAL to the repositories.
@@ -111,6 +118,12 @@ pub struct RepositoryConfig {
     pub name: String,
     /// Storage kind and location.
     pub kind: RepositoryKind,
+    /// Whether WAL and backups count as durable only once this repository holds them.
+    pub required: bool,
+    /// The region it lives in (an Azure region name), for the residency check.
+    pub region: Option<String>,
+    /// Why it may lie outside the cluster's residency zone, when it may.
+    pub allow_cross_zone: Option<String>,
 }
 
 /// Kinds of storage a repository can live on.
@@ -132,8 +145,6 @@ pub enum RepositoryKind {
         /// Service URL when not `https://<account>.blob.core.windows.net` (sovereign clouds,
         /// the emulator), without a final `/`.
         endpoint: Option<String>,
-        /// The Azure region the account lives in, for the residency check.
-        region: Option<String>,
         /// How requests are authorized.
         auth: AzureAuth,
         /// How long one request may take before it is abandoned and retried.
@@ -213,6 +224,8 @@ pub struct BackupSettings {
     pub wal_timeout: Duration,
     /// zstd level for chunks and WAL.
     pub compress_level: i32,
+    /// When the daemon takes backups; `None` for `schedule = "off"`.
+    pub schedule: Option<crate::daemon::schedule::Schedule>,
 }
 
 impl Config {

@@ -10,12 +10,15 @@ use super::{
     RepositoryKind, SecretRef, Targets, WalMode, WalSettings,
 };
 use crate::crypto::kek::KekRef;
+use crate::daemon::schedule::Schedule;
+use crate::residency::{self, Placement, Verdict, Zone};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawConfig {
     #[serde(default = "default_state_dir")]
     state_dir: PathBuf,
+    metrics_listen: Option<String>,
     #[serde(default)]
     cluster: Vec<RawCluster>,
 }
@@ -35,6 +38,7 @@ struct RawCluster {
     encryption: RawEncryption,
     #[serde(default)]
     repository: Vec<RawRepository>,
+    residency: Option<String>,
     #[serde(default)]
     targets: RawTargets,
     #[serde(default)]
@@ -60,9 +64,17 @@ struct RawRepository {
     prefix: Option<String>,
     endpoint: Option<String>,
     region: Option<String>,
+    #[serde(default = "default_required")]
+    required: bool,
+    allow_cross_zone: Option<String>,
     account_key: Option<String>,
     sas_token: Option<String>,
     request_timeout: Option<String>,
+}
+
+/// A repository counts toward durability unless the operator says it may fall behind.
+fn default_required() -> bool {
+    true
 }
 
 /// Long enough for a 256 MiB put on a slow link, short enough that a hung connection is
@@ -105,6 +117,19 @@ struct RawBackup {
     wal_timeout: String,
     #[serde(default = "default_compress_level")]
     compress_level: i32,
+    #[serde(default = "default_schedule")]
+    schedule: String,
+    #[serde(default = "default_time_zone")]
+    time_zone: String,
+}
+
+/// A daily full backup (cheap: unchanged chunks are referenced) at a quiet hour.
+fn default_schedule() -> String {
+    "0 0 2 * * *".into()
+}
+
+fn default_time_zone() -> String {
+    "UTC".into()
 }
 
 /// archive_command ships a segment within seconds of the switch; minutes mean it is broken.
@@ -122,6 +147,8 @@ impl Default for RawBackup {
         RawBackup {
             wal_timeout: default_wal_timeout(),
             compress_level: default_compress_level(),
+            schedule: default_schedule(),
+            time_zone: default_time_zone(),
         }
     }
 }
@@ -135,6 +162,13 @@ struct RawWal {
     slot: String,
     #[serde(default = "default_partial_upload_interval")]
     partial_upload_interval: String,
+    #[serde(default = "default_heartbeat_interval")]
+    heartbeat_interval: String,
+}
+
+/// A restore can tell to the second what it recovered.
+fn default_heartbeat_interval() -> String {
+    "1s".into()
 }
 
 /// archive_command is what existing installations use; streaming is opted into per cluster.
@@ -157,6 +191,7 @@ impl Default for RawWal {
             mode: default_wal_mode(),
             slot: default_slot(),
             partial_upload_interval: default_partial_upload_interval(),
+            heartbeat_interval: default_heartbeat_interval(),
         }
     }
 }
@@ -189,10 +224,12 @@ impl RawWal {
         if interval.is_zero() {
             return Err("wal.partial-upload-interval must be above zero".into());
         }
+        let heartbeat = parse_duration("wal.heartbeat-interval", &self.heartbeat_interval)?;
         Ok(WalSettings {
             mode,
             slot: self.slot,
             partial_upload_interval: interval,
+            heartbeat_interval: Some(heartbeat).filter(|d| !d.is_zero()),
         })
     }
 }
@@ -210,10 +247,17 @@ impl RawConfig {
             }
             clusters.push(raw.validate()?);
         }
+        let metrics_listen = match &self.metrics_listen {
+            Some(a) => Some(a.parse().map_err(|_| {
+                format!("metrics-listen = {a:?} is not an address and port like \"127.0.0.1:9187\"")
+            })?),
+            None => None,
+        };
         Ok(Config {
             path: PathBuf::new(),
             sha256: String::new(),
             state_dir: self.state_dir,
+            metrics_listen,
             clusters,
         })
     }
@@ -258,6 +302,18 @@ impl RawCluster {
             }
             repositories.push(r.validate().map_err(at)?);
         }
+        if !repositories.iter().any(|r| r.required) {
+            return Err(at(
+                "has no repository with required = true; WAL would count as archived \
+                 without being stored anywhere"
+                    .into(),
+            ));
+        }
+        let residency = match &self.residency {
+            Some(z) => Some(z.parse::<Zone>().map_err(at)?),
+            None => None,
+        };
+        check_residency(residency, &repositories).map_err(at)?;
         let targets = Targets {
             rto: parse_duration("targets.rto", &self.targets.rto).map_err(at)?,
             rpo: parse_duration("targets.rpo", &self.targets.rpo).map_err(at)?,
@@ -271,6 +327,8 @@ impl RawCluster {
             )));
         }
         let wal = self.wal.validate().map_err(at)?;
+        let schedule =
+            Schedule::parse(&self.backup.schedule, &self.backup.time_zone).map_err(at)?;
         Ok(ClusterConfig {
             name: self.name,
             pgdata: self.pgdata,
@@ -278,10 +336,12 @@ impl RawCluster {
             pg_bin_dir: self.pg_bin_dir,
             kek,
             repositories,
+            residency,
             targets,
             backup: BackupSettings {
                 wal_timeout,
                 compress_level: self.backup.compress_level,
+                schedule,
             },
             wal,
         })
@@ -313,9 +373,20 @@ impl RawRepository {
         if let RepositoryKind::Local { path } = &kind {
             require_absolute(&format!("repository {:?} path", self.name), path)?;
         }
+        if let Some(reason) = &self.allow_cross_zone {
+            if reason.trim().is_empty() {
+                return Err(format!(
+                    "repository {:?}: allow-cross-zone needs the reason, for the log and audit",
+                    self.name
+                ));
+            }
+        }
         Ok(RepositoryConfig {
             name: self.name,
             kind,
+            required: self.required,
+            region: self.region,
+            allow_cross_zone: self.allow_cross_zone,
         })
     }
 }
@@ -386,11 +457,30 @@ impl RawRepository {
                 .trim_matches('/')
                 .to_string(),
             endpoint,
-            region: self.region.clone(),
             auth,
             request_timeout: parse_duration("request-timeout", timeout).map_err(at)?,
         })
     }
+}
+
+/// Refuses a repository outside the cluster's zone; WARNs for each exempted one.
+fn check_residency(zone: Option<Zone>, repositories: &[RepositoryConfig]) -> Result<(), String> {
+    for r in repositories {
+        let kind = match r.kind {
+            RepositoryKind::Local { .. } => "local",
+            RepositoryKind::Azure { .. } => "azure",
+        };
+        let placement = Placement {
+            repository: &r.name,
+            kind,
+            region: r.region.as_deref(),
+            allow_cross_zone: r.allow_cross_zone.as_deref(),
+        };
+        if let Verdict::Exempted(message) = residency::check(zone, &placement)? {
+            tracing::warn!(repository = %r.name, "{message}");
+        }
+    }
+    Ok(())
 }
 
 /// True when a libpq keyword string carries `password=`.

@@ -1,12 +1,17 @@
-//! The long-running supervisor (`lifeboat daemon`): one WAL streamer per cluster whose
-//! `[cluster.wal] mode = "stream"`, each restarted with backoff when it fails, all stopped
-//! together on SIGTERM or SIGINT.
+//! The long-running supervisor (`lifeboat daemon`): for each cluster whose
+//! `[cluster.wal] mode = "stream"`, the WAL streamer (restarted with backoff when it fails), the
+//! heartbeat ([`heartbeat`]) and the backup schedule ([`schedule`]); `/metrics` on
+//! `metrics-listen`; all stopped together on SIGTERM or SIGINT.
 //!
 //! Example: `lifeboat --config /etc/lifeboat/lifeboat.toml daemon` under systemd.
 //!
 //! Invariant: a shutdown lets each streamer store its partial segment and report it before the
-//! process exits, within [`SHUTDOWN_GRACE`]; one cluster failing never stops another.
+//! process exits, within [`SHUTDOWN_GRACE`]; one cluster or task failing never stops another.
 
+pub mod heartbeat;
+pub mod schedule;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -37,6 +42,14 @@ pub enum DaemonError {
     /// The signal handlers could not be installed.
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The metrics endpoint could not listen.
+    #[error("cannot listen for /metrics on {addr}: {source}\nhint: another process (a second daemon?) uses the port; change metrics-listen")]
+    Metrics {
+        /// `metrics-listen`.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Runs until SIGTERM or SIGINT, then stops the streamers and returns.
@@ -53,12 +66,28 @@ pub async fn run(config: &Config) -> Result<(), DaemonError> {
         });
     }
     let signals = Signals::install()?;
+    if let Some(addr) = config.metrics_listen {
+        let listener = crate::metrics::http::bind(addr)
+            .await
+            .map_err(|source| DaemonError::Metrics { addr, source })?;
+        tracing::info!(%addr, "serving /metrics");
+        tokio::spawn(crate::metrics::http::serve(listener));
+    }
     let (stop, stopped) = watch::channel(false);
     tracing::info!(clusters = streamed.len(), "daemon started");
     // One task drives every supervisor: the replication client's futures are not `Send`.
     let supervisors = streamed.into_iter().map(|cluster| {
         let span = tracing::info_span!("supervisor", cluster = %cluster.name);
-        supervise(cluster, config.state_dir.clone(), stopped.clone()).instrument(span)
+        let stopped = stopped.clone();
+        crate::metrics::global().register_cluster(&cluster.name);
+        async move {
+            futures::join!(
+                supervise(&cluster, &config.state_dir, stopped.clone()),
+                heartbeat::run(&cluster, stopped.clone()),
+                schedule::run(config, &cluster, stopped),
+            );
+        }
+        .instrument(span)
     });
     let all_done = futures::future::join_all(supervisors);
     tokio::pin!(all_done);
@@ -83,13 +112,13 @@ pub async fn run(config: &Config) -> Result<(), DaemonError> {
 
 /// Runs the streamer of `cluster` again and again until shutdown.
 async fn supervise(
-    cluster: ClusterConfig,
-    state_dir: std::path::PathBuf,
+    cluster: &ClusterConfig,
+    state_dir: &std::path::Path,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut delay = FIRST_RESTART_DELAY;
     loop {
-        match stream::run(&cluster, &state_dir, stopped.clone()).await {
+        match stream::run(cluster, state_dir, stopped.clone()).await {
             Ok(()) => return,
             Err(e) => tracing::error!(error = %e, retry_in = ?delay, "the WAL streamer failed"),
         }
@@ -118,6 +147,82 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => tracing::info!("SIGTERM received"),
             _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+
+    const EXAMPLE: &str = include_str!("../../../config/lifeboat.example.toml");
+
+    /// The example configuration with `edits` applied, loaded from a temporary file.
+    fn load(edits: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut text = EXAMPLE.to_string();
+        for (from, to) in edits {
+            assert!(text.contains(from), "{from:?} is not in the example");
+            text = text.replacen(from, to, 1);
+        }
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("lifeboat.toml");
+        std::fs::write(&path, text).expect("write the configuration");
+        Config::load(&path)
+    }
+
+    #[test]
+    fn daemon_keys_default_to_a_daily_backup_a_heartbeat_and_no_listener() {
+        let config = load(&[]).unwrap();
+        let c = config.cluster(None).unwrap();
+        assert!(config.metrics_listen.is_none());
+        assert!(c.backup.schedule.is_some());
+        assert_eq!(
+            c.wal.heartbeat_interval,
+            Some(std::time::Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn daemon_keys_parse_and_turn_off() {
+        let config = load(&[
+            ("# metrics-listen = ", "metrics-listen = "),
+            ("schedule = \"0 0 2 * * *\"", "schedule = \"off\""),
+            ("heartbeat-interval = \"1s\"", "heartbeat-interval = \"0s\""),
+        ])
+        .unwrap();
+        let c = config.cluster(None).unwrap();
+        assert_eq!(config.metrics_listen, Some(([127, 0, 0, 1], 9187).into()));
+        assert!(c.backup.schedule.is_none());
+        assert!(c.wal.heartbeat_interval.is_none());
+    }
+
+    #[test]
+    fn bad_daemon_keys_are_refused_naming_the_key() {
+        let cases = [
+            (
+                "# metrics-listen = \"127.0.0.1:9187\"",
+                "metrics-listen = \"localhost\"",
+                "metrics-listen",
+            ),
+            (
+                "time-zone = \"UTC\"",
+                "time-zone = \"Mars/Olympus\"",
+                "backup.time-zone",
+            ),
+            (
+                "schedule = \"0 0 2 * * *\"",
+                "schedule = \"daily\"",
+                "backup.schedule",
+            ),
+            (
+                "heartbeat-interval = \"1s\"",
+                "heartbeat-interval = \"often\"",
+                "wal.heartbeat-interval",
+            ),
+        ];
+        for (from, to, key) in cases {
+            let err = load(&[(from, to)]).unwrap_err().to_string();
+            assert!(err.contains(key), "{to}: {err}");
         }
     }
 }

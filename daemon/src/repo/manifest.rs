@@ -92,6 +92,12 @@ pub struct Manifest {
     pub checksum_failures: Vec<String>,
     /// Figures of the run.
     pub stats: BackupStats,
+    /// The cluster's residency zone when the backup was taken (absent in older manifests).
+    #[serde(default)]
+    pub residency_zone: Option<String>,
+    /// The region of the repository holding this manifest, when configured.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// One item of the data directory. (No `deny_unknown_fields` here: serde cannot combine it
@@ -228,5 +234,23 @@ impl Repository {
             out.push(self.get_manifest(&id).await?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_from_before_residency_still_parses() {
+        let old = r#"{"format":1,"backup_id":"20261203T171706Z","label":"l",
+            "system_identifier":"1","pg_version_num":170000,"timeline":1,
+            "start_lsn":"0/3000028","stop_lsn":"0/3000138",
+            "start_time":"2026-12-03T17:17:06Z","stop_time":"2026-12-03T17:17:40Z",
+            "wal_segment_size":16777216,"chunk_size":1048576,"data_checksums":true,
+            "backup_label":"","tablespace_map":null,"entries":[],"checksum_failures":[],
+            "stats":{"files":0,"bytes_read":0,"bytes_new":0,"bytes_stored":0,"seconds":0.0}}"#;
+        let m: Manifest = serde_json::from_str(old).unwrap();
+        assert_eq!((m.residency_zone, m.region), (None, None));
     }
 }

@@ -44,6 +44,10 @@ pub struct Catalog {
     pub unreadable: Vec<(BackupId, String)>,
     /// Older backups that cannot reach the window because of a WAL gap, described.
     pub cut_off: Vec<String>,
+    /// The cluster's residency zone, from the configuration (`list` sets it).
+    pub residency_zone: Option<String>,
+    /// The repository's region, from the configuration (`list` sets it).
+    pub region: Option<String>,
 }
 
 /// One backup as `list` shows it.
@@ -180,6 +184,8 @@ pub async fn catalog(repo: &Repository) -> Result<Catalog, RestoreError> {
         window,
         unreadable: state.unreadable.clone(),
         cut_off,
+        residency_zone: None,
+        region: None,
     })
 }
 
@@ -309,6 +315,14 @@ pub async fn run_end(
 
 impl fmt::Display for Catalog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.residency_zone.is_some() || self.region.is_some() {
+            writeln!(
+                f,
+                "residency zone {}, region {}",
+                self.residency_zone.as_deref().unwrap_or("none"),
+                self.region.as_deref().unwrap_or("not set")
+            )?;
+        }
         if self.backups.is_empty() {
             return writeln!(f, "repository {} holds no backup", self.repository);
         }

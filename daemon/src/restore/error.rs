@@ -25,6 +25,16 @@ pub enum RestoreError {
         /// The cluster.
         cluster: String,
     },
+    /// `--repository` names no repository of the cluster.
+    #[error("cluster {cluster:?} has no repository named {name:?}; it has: {}", .known.join(", "))]
+    UnknownRepository {
+        /// The cluster.
+        cluster: String,
+        /// The name asked for.
+        name: String,
+        /// The names it has.
+        known: Vec<String>,
+    },
     /// The repository holds no backup.
     #[error("repository {repository} holds no backup\nhint: run `lifeboat backup` first")]
     NoBackups {

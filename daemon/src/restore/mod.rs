@@ -69,6 +69,8 @@ pub struct RestoreOptions {
     pub tablespace_map: BTreeMap<u32, PathBuf>,
     /// How long `start` waits for the target.
     pub timeout: Duration,
+    /// The repository to restore from; by default the first that opens, in configuration order.
+    pub repository: Option<String>,
 }
 
 impl RestoreOptions {
@@ -84,6 +86,7 @@ impl RestoreOptions {
             lifeboat_bin,
             tablespace_map: BTreeMap::new(),
             timeout: DEFAULT_TIMEOUT,
+            repository: None,
         }
     }
 }
@@ -100,16 +103,46 @@ pub fn parse_tablespace_mapping(s: &str) -> Result<(u32, PathBuf), String> {
     Ok((oid, PathBuf::from(dir)))
 }
 
-/// Opens the cluster's first repository, the one restores read.
-pub async fn open_repository(cluster: &ClusterConfig) -> Result<Repository, RestoreError> {
-    let rc = cluster
-        .repositories
-        .first()
-        .ok_or_else(|| RestoreError::NoRepository {
-            cluster: cluster.name.clone(),
-        })?;
+/// Opens the repository called `name`, or by default the first of the cluster's repositories
+/// that opens (in configuration order), so a restore still runs when the primary site is down.
+pub async fn open_repository(
+    cluster: &ClusterConfig,
+    name: Option<&str>,
+) -> Result<Repository, RestoreError> {
     let kek = cluster.kek.load()?;
-    Ok(Repository::open(&rc.name, storage_for(rc), &kek).await?)
+    if let Some(name) = name {
+        let rc = cluster
+            .repositories
+            .iter()
+            .find(|rc| rc.name == name)
+            .ok_or_else(|| RestoreError::UnknownRepository {
+                cluster: cluster.name.clone(),
+                name: name.to_string(),
+                known: cluster
+                    .repositories
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect(),
+            })?;
+        return Ok(Repository::open(&rc.name, storage_for(rc), &kek).await?);
+    }
+    let mut first_error = None;
+    for rc in &cluster.repositories {
+        match Repository::open(&rc.name, storage_for(rc), &kek).await {
+            Ok(repo) => return Ok(repo),
+            Err(e) => {
+                tracing::error!(repository = %rc.name, error = %e,
+                    "repository does not open; trying the next one");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(match first_error {
+        Some(e) => e.into(),
+        None => RestoreError::NoRepository {
+            cluster: cluster.name.clone(),
+        },
+    })
 }
 
 /// Everything decided before the first byte is written.
@@ -141,7 +174,8 @@ async fn run_phases(
 ) -> Result<RestoreReport, RestoreError> {
     // Plan: open the repository, choose the backup, refuse what cannot be reached.
     let clock = Instant::now();
-    let repo = open_repository(cluster).await?;
+    let repo = open_repository(cluster, opts.repository.as_deref()).await?;
+    tracing::info!(repository = %repo.name, "restoring from this repository");
     let plan = prepare(&repo, config, cluster, opts).await?;
     let m = &plan.manifest;
     let mut phases = vec![Phase::new("plan", clock.elapsed(), None)];
@@ -280,7 +314,8 @@ async fn prepare(
     };
     let lifeboat_bin = absolute(&opts.lifeboat_bin)?;
     let config_path = absolute(&config.path)?;
-    let restore_command = settings::restore_command(&lifeboat_bin, &config_path, &cluster.name);
+    let restore_command =
+        settings::restore_command(&lifeboat_bin, &config_path, &cluster.name, &repo.name);
     let needs = fetch_needs(&to, &lifeboat_bin, &config_path, cluster);
     check_owner_access(&owner, &needs, opts.start)?;
     let users = connect_users(cluster, &owner);

@@ -30,6 +30,8 @@ pub(crate) fn manifest(id: &str, start_seg: u64, stop: Lsn, stop_time: DateTime<
         entries: Vec::new(),
         checksum_failures: Vec::new(),
         stats: BackupStats::default(),
+        residency_zone: None,
+        region: None,
     }
 }
 

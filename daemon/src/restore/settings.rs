@@ -3,7 +3,7 @@
 //!
 //! Example of the block, for `--target-time "2026-12-03 17:20:05.123" --target-action promote`:
 //! ```text
-//! restore_command = '''/usr/bin/lifeboat'' --config ''/etc/lifeboat/lifeboat.toml'' --cluster ''main'' wal-fetch %f %p'
+//! restore_command = '''/usr/bin/lifeboat'' --config ''/etc/lifeboat/lifeboat.toml'' --cluster ''main'' wal-fetch --repository primary %f %p'
 //! archive_mode = off
 //! recovery_target = ''
 //! recovery_target_lsn = ''
@@ -53,15 +53,22 @@ pub struct Recovery<'a> {
     pub backup: String,
 }
 
-/// `restore_command` calling `lifeboat wal-fetch`, each path quoted for `sh` and any `%` in it
-/// doubled so PostgreSQL does not expand it.
-pub fn restore_command(lifeboat_bin: &Path, config: &Path, cluster: &str) -> String {
+/// `restore_command` calling `lifeboat wal-fetch` on `repository` (the one the backup came
+/// from, whose WAL the plan checked), each path quoted for `sh` and any `%` in it doubled so
+/// PostgreSQL does not expand it.
+pub fn restore_command(
+    lifeboat_bin: &Path,
+    config: &Path,
+    cluster: &str,
+    repository: &str,
+) -> String {
     let q = |s: &str| sh_quote(s).replace('%', "%%");
     format!(
-        "{} --config {} --cluster {} wal-fetch %f %p",
+        "{} --config {} --cluster {} wal-fetch --repository {} %f %p",
         q(&lifeboat_bin.to_string_lossy()),
         q(&config.to_string_lossy()),
-        q(cluster)
+        q(cluster),
+        q(repository)
     )
 }
 
@@ -185,10 +192,11 @@ mod tests {
             Path::new("/opt/life boat/lifeboat"),
             Path::new("/etc/it's 100%.toml"),
             "main",
+            "dr 2",
         );
         assert_eq!(
             cmd,
-            r"'/opt/life boat/lifeboat' --config '/etc/it'\''s 100%%.toml' --cluster main wal-fetch %f %p"
+            r"'/opt/life boat/lifeboat' --config '/etc/it'\''s 100%%.toml' --cluster main wal-fetch --repository 'dr 2' %f %p"
         );
         assert_eq!(conf_quote(r"a'b\c"), r"'a''b\\c'");
     }

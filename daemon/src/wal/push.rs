@@ -7,15 +7,18 @@
 //! Backup history files (`…0028.backup`) and a promotion's `.partial` segment are accepted and
 //! not stored (see [`skip_reason`]); anything else PostgreSQL would not archive is refused.
 //!
-//! Invariant: success means the file is durable and read back in every repository. A name that
-//! is already stored succeeds only with identical content; different content is an error that
-//! keeps the stored object, and PostgreSQL keeps the file and calls again.
+//! Invariant: success means the file is durable and read back in every repository with
+//! `required = true` (the default). A name that is already stored succeeds only with identical
+//! content; different content is an error that keeps the stored object, and PostgreSQL keeps the
+//! file and calls again. A non-required repository that fails is logged at ERROR and does not
+//! hold PostgreSQL back.
 
 use std::path::{Path, PathBuf};
 
 use super::{parse_segment, with_retries, WalFileName};
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, RepositoryConfig};
 use crate::crypto::envelope::Kind;
+use crate::crypto::kek::Kek;
 use crate::crypto::CryptoError;
 use crate::pg::records::{scan_commits, ScanStop};
 use crate::pg::segment::{parse_history, HistoryEntry};
@@ -71,8 +74,8 @@ pub enum PushError {
         /// What is wrong.
         reason: String,
     },
-    /// Some repositories have the file and others do not.
-    #[error("{name} is not durable in every repository (stored in: {}):\n{}", .stored.join(", "), failures_text(.failures))]
+    /// Some required repositories have the file and others do not.
+    #[error("{name} is not durable in every required repository (stored in: {}):\n{}", .stored.join(", "), failures_text(.failures))]
     Incomplete {
         /// The file name.
         name: String,
@@ -94,7 +97,8 @@ fn failures_text(failures: &[PushError]) -> String {
 /// What a push did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushOutcome {
-    /// Stored in every repository: (repository, what the write found).
+    /// Stored in every required repository: (repository, what the write found), for each
+    /// repository that has it.
     Stored(Vec<(String, PutOutcome)>),
     /// Accepted without storing, for this reason.
     Skipped(&'static str),
@@ -169,7 +173,7 @@ impl WalFile {
     }
 }
 
-/// Archives `path` into every repository of `cluster`.
+/// Archives `path` into every repository of `cluster`, all at once.
 pub async fn push(cluster: &ClusterConfig, path: &Path) -> Result<PushOutcome, PushError> {
     let file = match WalFile::read(path)? {
         Ok(file) => file,
@@ -177,23 +181,42 @@ pub async fn push(cluster: &ClusterConfig, path: &Path) -> Result<PushOutcome, P
     };
     let kek = cluster.kek.load()?;
     let level = cluster.backup.compress_level;
+    let pushes = cluster
+        .repositories
+        .iter()
+        .map(|rc| push_one(rc, &kek, &file, level));
+    let results = futures::future::join_all(pushes).await;
     let mut stored = Vec::new();
     let mut failures = Vec::new();
-    for rc in &cluster.repositories {
-        let opened = open(&rc.name, || {
-            Repository::open(&rc.name, storage_for(rc), &kek)
-        })
-        .await;
-        let result = match opened {
-            Ok(repo) => push_to(&repo, &file, level).await,
-            Err(e) => Err(e),
-        };
+    for (rc, result) in cluster.repositories.iter().zip(results) {
         match result {
             Ok(outcome) => stored.push((rc.name.clone(), outcome)),
-            Err(e) => failures.push(e),
+            Err(e) if rc.required => failures.push(e),
+            // Until streaming's catch-up covers archive mode, this repository keeps a gap here.
+            Err(e) => tracing::error!(repository = %rc.name, file = %file.name, error = %e,
+                "WAL not stored in a non-required repository; it lacks this file from now on"),
         }
     }
     settle(file.name, stored, failures)
+}
+
+/// Opens `rc` and stores `file` there. A non-required repository gets one round (its backend
+/// still retries each request), so an outage there costs the required ones little time.
+async fn push_one(
+    rc: &RepositoryConfig,
+    kek: &Kek,
+    file: &WalFile,
+    level: i32,
+) -> Result<PutOutcome, PushError> {
+    let open_once = || Repository::open(&rc.name, storage_for(rc), kek);
+    let repo = match rc.required {
+        true => open(&rc.name, open_once).await?,
+        false => open_once().await.map_err(|source| PushError::Repo {
+            repository: rc.name.clone(),
+            source,
+        })?,
+    };
+    push_to(&repo, file, level).await
 }
 
 /// Opens a repository, retrying outages.
@@ -210,7 +233,7 @@ where
         })
 }
 
-/// Success only when every repository has the file.
+/// Success only when every required repository has the file; `failures` are theirs.
 fn settle(
     name: String,
     stored: Vec<(String, PutOutcome)>,
@@ -536,7 +559,7 @@ mod tests {
     }
 
     #[test]
-    fn success_needs_every_repository() {
+    fn success_needs_every_required_repository() {
         let ok = vec![("primary".to_string(), PutOutcome::Stored)];
         assert!(settle("f".into(), ok.clone(), vec![]).is_ok());
         let fail = || PushError::Invalid {
@@ -547,7 +570,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("f is not durable in every repository (stored in: primary)"),
+            err.starts_with("f is not durable in every required repository (stored in: primary)"),
             "{err}"
         );
         assert!(matches!(

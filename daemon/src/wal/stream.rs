@@ -20,12 +20,14 @@ mod session;
 mod spool;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::config::ClusterConfig;
 use crate::crypto::CryptoError;
+use crate::metrics::{ErrorKind, WalMetrics};
 use crate::pg::replication::ReplError;
 use crate::pg::{Lsn, TimelineId};
 
@@ -116,6 +118,8 @@ pub struct Streamer<'a> {
     after_gap: bool,
     /// Whether the current session stored anything, which resets the backoff.
     progressed: bool,
+    /// The positions exported on `/metrics`.
+    metrics: Arc<WalMetrics>,
 }
 
 /// Streams `cluster` until `shutdown` turns true, reconnecting with backoff; returns an error
@@ -141,6 +145,7 @@ pub async fn run(
         seg_size,
         after_gap: false,
         progressed: false,
+        metrics: crate::metrics::global().wal(&cluster.name),
     };
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -168,7 +173,14 @@ pub async fn run(
 
 impl Streamer<'_> {
     fn report(&mut self, e: &StreamError) {
-        if let StreamError::Repl(ReplError::WalRemoved { .. }) = e {
+        let gap = matches!(e, StreamError::Repl(ReplError::WalRemoved { .. }));
+        let kind = if gap {
+            ErrorKind::WalGap
+        } else {
+            ErrorKind::Stream
+        };
+        crate::metrics::global().error(&self.cluster.name, kind);
+        if gap {
             tracing::error!(
                 error = %e,
                 "the server removed WAL the repositories do not hold: the archive has a gap; \

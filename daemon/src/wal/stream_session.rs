@@ -192,6 +192,7 @@ impl Streamer<'_> {
         let slot = self.cluster.wal.slot.clone();
         let mut stream = client.start_replication(Some(&slot), start, tli).await?;
         self.after_gap = false;
+        self.metrics.durable(durable);
         tracing::info!(%start, %durable, "streaming");
         let now = Instant::now();
         let mut p = Progress {
@@ -211,6 +212,12 @@ impl Streamer<'_> {
                 _ = tick.tick() => Step::Tick,
                 event = stream.next() => Step::Event(event),
             };
+            if let Step::Event(Ok(
+                StreamEvent::XLogData { wal_end, .. } | StreamEvent::Keepalive { wal_end, .. },
+            )) = &step
+            {
+                self.metrics.server_end(*wal_end);
+            }
             match step {
                 Step::Shutdown => {
                     self.upload_partial(&mut p).await?;
@@ -284,6 +291,7 @@ impl Streamer<'_> {
                 self.seal(stream, p).await?;
             }
         }
+        self.metrics.received(p.received);
         Ok(())
     }
 
@@ -298,6 +306,7 @@ impl Streamer<'_> {
         };
         self.repos.put_segment(seg, &bytes).await?;
         p.durable = end;
+        self.metrics.durable(end);
         self.progressed = true;
         self.repos.prune_partials(seg, end).await?;
         self.spool.discard()?;
@@ -334,6 +343,7 @@ impl Streamer<'_> {
         };
         self.repos.put_partial(seg, end, &bytes).await?;
         p.durable = end;
+        self.metrics.durable(end);
         p.last_upload = Instant::now();
         self.progressed = true;
         self.repos.prune_partials(seg, end).await?;
