@@ -66,33 +66,8 @@ fn main() -> ExitCode {
 
 /// Prints the error and exits 2.
 fn fail(e: &anyhow::Error) -> ExitCode {
-    eprint!("{}", error_text(e));
+    eprint!("{}", lifeboat::cli::error_text(e));
     ExitCode::from(2)
-}
-
-/// `error: <each cause, joined by ": ">`, then the `hint:` and detail lines the messages carry,
-/// as `lifeboat` prints them; a cause whose text its wrapper already showed is skipped.
-fn error_text(e: &anyhow::Error) -> String {
-    let mut heads: Vec<String> = Vec::new();
-    let mut details: Vec<String> = Vec::new();
-    let mut shown = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if shown.contains(&text) {
-            continue;
-        }
-        let mut lines = text.lines();
-        heads.extend(lines.next().map(str::to_string));
-        details.extend(lines.map(str::to_string));
-        shown.push_str(&text);
-        shown.push('\n');
-    }
-    let mut out = format!("error: {}\n", heads.join(": "));
-    for d in details {
-        out.push_str(&d);
-        out.push('\n');
-    }
-    out
 }
 
 async fn run(cli: &Cli, json: bool, repository: Option<String>) -> anyhow::Result<Verdict> {
@@ -175,20 +150,4 @@ fn init_logging() {
     } else {
         builder.json().with_span_list(false).try_init()
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_print_each_cause_once_and_hints_last() {
-        let e = anyhow!("no free port on 127.0.0.1\nhint: free one")
-            .context("cannot provision the scratch environment of drill 20261203T171706Z");
-        assert_eq!(
-            error_text(&e),
-            "error: cannot provision the scratch environment of drill 20261203T171706Z: \
-             no free port on 127.0.0.1\nhint: free one\n"
-        );
-    }
 }

@@ -153,7 +153,8 @@ fn print_error(e: &anyhow::Error) {
     eprint!("{}", error_text(e));
 }
 
-fn error_text(e: &anyhow::Error) -> String {
+/// The text [`print_error`] prints; `lifeboat-drill` prints its errors the same way.
+pub fn error_text(e: &anyhow::Error) -> String {
     let mut heads: Vec<String> = Vec::new();
     let mut details: Vec<String> = Vec::new();
     let mut shown = String::new();
