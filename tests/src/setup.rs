@@ -23,20 +23,36 @@ impl Archived {
     /// Creates, configures and starts a cluster, and initialises its repository.
     #[track_caller]
     pub fn new(name: &str) -> Archived {
+        Archived::build(name, true, |_| ConfigParts::default())
+    }
+
+    /// Creates a cluster (archiving through `lifeboat wal-push` when `archive`), starts it,
+    /// writes its configuration from the parts `parts` gives, and initialises the repositories.
+    #[track_caller]
+    pub fn build(
+        name: &str,
+        archive: bool,
+        parts: impl FnOnce(&TestRoot) -> ConfigParts,
+    ) -> Archived {
         let root = TestRoot::new();
         let cluster = Cluster::init(&root, name);
-        let kek = write_kek(&root);
+        write_kek(&root);
         let config = root.config_path();
-        let archive = format!(
-            "{} --config {} wal-push %p",
-            root.lifeboat_path().display(),
-            config.display()
-        );
-        cluster.set("archive_mode", "on");
-        cluster.set("archive_command", &archive);
+        if archive {
+            let command = format!(
+                "{} --config {} wal-push %p",
+                root.lifeboat_path().display(),
+                config.display()
+            );
+            cluster.set("archive_mode", "on");
+            cluster.set("archive_command", &command);
+        } else {
+            cluster.set("archive_mode", "off");
+        }
         cluster.start();
         // After start: the harness may have moved the cluster to another free port.
-        root.write_file("lifeboat.toml", config_text(&root, &cluster, name, &kek));
+        let text = config_text(&root, &cluster, &parts(&root));
+        root.write_file("lifeboat.toml", text);
         let a = Archived {
             root,
             cluster,
@@ -133,37 +149,63 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
 }
 
-fn config_text(root: &TestRoot, cluster: &Cluster, name: &str, kek: &Path) -> String {
+/// The parts of a test configuration that differ between setups; the rest (state directory,
+/// cluster, KEK, the backup's WAL timeout) is the same everywhere.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigParts {
+    /// Top-level lines, before `[[cluster]]`.
+    pub top: String,
+    /// Extra lines of `[[cluster]]`.
+    pub cluster: String,
+    /// The `[[cluster.repository]]` blocks; empty means one local repository in the root.
+    pub repositories: String,
+    /// Extra lines of `[cluster.backup]`.
+    pub backup: String,
+    /// Further sections, such as `[cluster.wal]`.
+    pub tail: String,
+}
+
+/// The configuration file of `cluster` in `root`, with `parts`.
+pub fn config_text(root: &TestRoot, cluster: &Cluster, parts: &ConfigParts) -> String {
+    let local = format!(
+        "[[cluster.repository]]\nname = \"primary\"\nkind = \"local\"\npath = \"{}\"\n",
+        root.repo_dir().display()
+    );
+    let repositories = match parts.repositories.is_empty() {
+        true => local.as_str(),
+        false => parts.repositories.as_str(),
+    };
     format!(
         r#"state-dir = "{state}"
-
+{top}
 [[cluster]]
 name = "{name}"
 pgdata = "{pgdata}"
 conninfo = "host={sock} port={port} user=postgres dbname=postgres"
 pg-bin-dir = "{bin}"
-
+{cluster_extra}
 [cluster.encryption]
 kek = "file:{kek}"
 
-[[cluster.repository]]
-name = "primary"
-kind = "local"
-path = "{repo}"
-
+{repositories}
 [cluster.targets]
 rto = "4h"
 rpo = "1h"
 
 [cluster.backup]
 wal-timeout = "60s"
-"#,
+{backup}
+{tail}"#,
         state = root.state_dir().display(),
+        top = parts.top,
+        name = cluster.name(),
         pgdata = cluster.pgdata().display(),
         sock = root.socket_dir().display(),
         port = cluster.port(),
         bin = crate::pg_bin_dir().display(),
-        kek = kek.display(),
-        repo = root.repo_dir().display(),
+        cluster_extra = parts.cluster,
+        kek = root.kek_path().display(),
+        backup = parts.backup,
+        tail = parts.tail,
     )
 }

@@ -6,11 +6,12 @@
 //! Example: `let m = MultiRepo::start("primary", &az, &Residency::eu());
 //! m.a.lifeboat_ok(&["backup"]);`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::azurite::{Azurite, AZURITE_ACCOUNT};
 use crate::privilege::give_to_postgres;
-use crate::{write_kek, Archived, Cluster, TestRoot};
+use crate::setup::{config_text, ConfigParts};
+use crate::{Archived, TestRoot};
 
 /// The residency keys and `required` of the two repositories.
 #[derive(Debug, Clone, Default)]
@@ -50,7 +51,6 @@ pub struct MultiRepo {
     pub container: String,
     /// The file holding Azurite's account key.
     pub key: PathBuf,
-    kek: PathBuf,
     endpoint: String,
 }
 
@@ -58,61 +58,54 @@ impl MultiRepo {
     /// Sets up the cluster with both repositories configured as `r` says, and initialises them.
     #[track_caller]
     pub fn start(name: &str, azurite: &Azurite, r: &Residency) -> MultiRepo {
-        let root = TestRoot::new();
-        let cluster = Cluster::init(&root, name);
-        let kek = write_kek(&root);
         let container = format!("lifeboat-{:016x}", rand::random::<u64>());
-        let key = create_container(azurite, &root, &container);
-        let config = root.config_path();
-        let archive = format!(
-            "{} --config {} wal-push %p",
-            root.lifeboat_path().display(),
-            config.display()
-        );
-        cluster.set("archive_mode", "on");
-        cluster.set("archive_command", &archive);
-        cluster.start();
-        let m = MultiRepo {
-            a: Archived {
-                root,
-                cluster,
-                config,
-            },
+        let endpoint = azurite.endpoint();
+        let mut key = PathBuf::new();
+        let a = Archived::build(name, true, |root| {
+            key = create_container(azurite, root, &container);
+            parts(name, &root.repo_dir(), &container, &key, &endpoint, r)
+        });
+        MultiRepo {
+            a,
             container,
             key,
-            kek,
-            endpoint: azurite.endpoint(),
-        };
-        m.configure(r);
-        m.a.lifeboat_ok(&["repo", "init"]);
-        m
+            endpoint,
+        }
     }
 
     /// Rewrites the configuration with `r`; the next command (and archive_command) reads it.
     pub fn configure(&self, r: &Residency) {
-        self.a.root.write_file("lifeboat.toml", self.config_text(r));
-    }
-
-    fn config_text(&self, r: &Residency) -> String {
-        let line = |key: &str, v: &Option<String>| match v {
-            Some(v) => format!("{key} = \"{v}\"\n"),
-            None => String::new(),
-        };
         let root = &self.a.root;
-        let cluster = &self.a.cluster;
-        format!(
-            r#"state-dir = "{state}"
+        let parts = parts(
+            self.a.cluster.name(),
+            &root.repo_dir(),
+            &self.container,
+            &self.key,
+            &self.endpoint,
+            r,
+        );
+        let text = config_text(&self.a.root, &self.a.cluster, &parts);
+        self.a.root.write_file("lifeboat.toml", text);
+    }
+}
 
-[[cluster]]
-name = "{name}"
-pgdata = "{pgdata}"
-conninfo = "host={sock} port={port} user=postgres dbname=postgres"
-pg-bin-dir = "{bin}"
-{zone}
-[cluster.encryption]
-kek = "file:{kek}"
-
-[[cluster.repository]]
+/// The residency line and both repositories, as `r` says.
+fn parts(
+    cluster: &str,
+    repo: &Path,
+    container: &str,
+    key: &Path,
+    endpoint: &str,
+    r: &Residency,
+) -> ConfigParts {
+    let line = |key: &str, v: &Option<String>| match v {
+        Some(v) => format!("{key} = \"{v}\"\n"),
+        None => String::new(),
+    };
+    ConfigParts {
+        cluster: line("residency", &r.zone),
+        repositories: format!(
+            r#"[[cluster.repository]]
 name = "local"
 kind = "local"
 path = "{repo}"
@@ -122,32 +115,21 @@ name = "azurite"
 kind = "azure"
 account = "{AZURITE_ACCOUNT}"
 container = "{container}"
-prefix = "clusters/{name}"
+prefix = "clusters/{cluster}"
 endpoint = "{endpoint}"
 account-key = "file:{key}"
 request-timeout = "20s"
 required = {required}
-{azure_region}{allow}
-[cluster.backup]
-wal-timeout = "60s"
-"#,
-            state = root.state_dir().display(),
-            name = cluster.name(),
-            pgdata = cluster.pgdata().display(),
-            sock = root.socket_dir().display(),
-            port = cluster.port(),
-            bin = crate::pg_bin_dir().display(),
-            zone = line("residency", &r.zone),
-            kek = self.kek.display(),
-            repo = root.repo_dir().display(),
+{azure_region}{allow}"#,
+            repo = repo.display(),
             local_region = line("region", &r.local_region),
-            container = self.container,
-            endpoint = r.azure_endpoint.as_deref().unwrap_or(&self.endpoint),
-            key = self.key.display(),
+            endpoint = r.azure_endpoint.as_deref().unwrap_or(endpoint),
+            key = key.display(),
             required = !r.azure_optional,
             azure_region = line("region", &r.azure_region),
             allow = line("allow-cross-zone", &r.allow_cross_zone),
-        )
+        ),
+        ..ConfigParts::default()
     }
 }
 

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::{write_kek, Archived, Cluster, TestRoot};
+use crate::setup::ConfigParts;
+use crate::Archived;
 
 /// How often the streamed part of a segment is stored in these tests.
 pub const PARTIAL_UPLOAD_INTERVAL: Duration = Duration::from_secs(1);
@@ -47,23 +48,7 @@ impl Archived {
     /// [`Archived::streaming`] with the extra settings of `opts`.
     #[track_caller]
     pub fn streaming_with(name: &str, opts: &StreamOptions) -> Archived {
-        let root = TestRoot::new();
-        let cluster = Cluster::init(&root, name);
-        let kek = write_kek(&root);
-        let config = root.config_path();
-        cluster.set("archive_mode", "off");
-        cluster.start();
-        root.write_file(
-            "lifeboat.toml",
-            config_text(&root, &cluster, name, &kek, opts),
-        );
-        let a = Archived {
-            root,
-            cluster,
-            config,
-        };
-        a.lifeboat_ok(&["repo", "init"]);
-        a
+        Archived::build(name, false, |_| stream_parts(opts))
     }
 }
 
@@ -202,51 +187,18 @@ pub fn repo_durable_end(repo: &Path, tli: u32, seg_size: u64) -> u64 {
     end
 }
 
-fn config_text(
-    root: &TestRoot,
-    cluster: &Cluster,
-    name: &str,
-    kek: &Path,
-    opts: &StreamOptions,
-) -> String {
-    let metrics = opts
-        .metrics_listen
-        .map(|a| format!("metrics-listen = \"{a}\"\n"))
-        .unwrap_or_default();
-    format!(
-        r#"state-dir = "{state}"
-{metrics}
-[[cluster]]
-name = "{name}"
-pgdata = "{pgdata}"
-conninfo = "host={sock} port={port} user=postgres dbname=postgres"
-pg-bin-dir = "{bin}"
-
-[cluster.encryption]
-kek = "file:{kek}"
-
-[[cluster.repository]]
-name = "primary"
-kind = "local"
-path = "{repo}"
-
-[cluster.backup]
-wal-timeout = "60s"
-schedule = "{schedule}"
-
-[cluster.wal]
-mode = "stream"
-slot = "lifeboat"
-partial-upload-interval = "{interval}s"
-"#,
-        state = root.state_dir().display(),
-        pgdata = cluster.pgdata().display(),
-        sock = root.socket_dir().display(),
-        port = cluster.port(),
-        bin = crate::pg_bin_dir().display(),
-        kek = kek.display(),
-        repo = root.repo_dir().display(),
-        interval = PARTIAL_UPLOAD_INTERVAL.as_secs(),
-        schedule = opts.schedule.as_deref().unwrap_or("off"),
-    )
+/// The configuration parts of a streamed cluster.
+fn stream_parts(opts: &StreamOptions) -> ConfigParts {
+    ConfigParts {
+        top: opts
+            .metrics_listen
+            .map(|a| format!("metrics-listen = \"{a}\"\n"))
+            .unwrap_or_default(),
+        backup: format!("schedule = \"{}\"\n", opts.schedule.as_deref().unwrap_or("off")),
+        tail: format!(
+            "[cluster.wal]\nmode = \"stream\"\nslot = \"lifeboat\"\npartial-upload-interval = \"{}s\"\n",
+            PARTIAL_UPLOAD_INTERVAL.as_secs()
+        ),
+        ..ConfigParts::default()
+    }
 }
