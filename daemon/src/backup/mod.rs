@@ -69,7 +69,7 @@ pub enum BackupError {
     #[error("unexpected answer from PostgreSQL: {0}")]
     Protocol(String),
     /// The backup's WAL did not arrive in time.
-    #[error("WAL through {stop} did not reach repository {repository} within {}: segment {segment} is missing\nhint: check that archive_command runs `lifeboat wal-push` and succeeds (see the PostgreSQL log), then run the backup again", humantime::format_duration(*waited))]
+    #[error("WAL through {stop} did not reach repository {repository} within {}: segment {segment} is missing\nhint: in archive mode, check that archive_command runs `lifeboat wal-push` and succeeds (see the PostgreSQL log); in stream mode, that `lifeboat daemon` is running and streaming; then run the backup again", humantime::format_duration(*waited))]
     WalTimeout {
         /// The repository.
         repository: String,

@@ -104,10 +104,18 @@ pub async fn run(g: &Global, args: RepoArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!(
-        "next: set in postgresql.conf (archive_mode needs a restart): archive_mode = on, archive_command = {}",
-        archive_command(&config.path, cluster)?
-    );
+    if cluster.wal.mode == crate::config::WalMode::Stream {
+        println!(
+            "next: start `lifeboat --config {} daemon` (as a service) to stream WAL; the conninfo's \
+             role needs REPLICATION and pg_hba.conf a replication line",
+            config.path.display()
+        );
+    } else {
+        println!(
+            "next: set in postgresql.conf (archive_mode needs a restart): archive_mode = on, archive_command = {}",
+            archive_command(&config.path, cluster)?
+        );
+    }
     Ok(())
 }
 

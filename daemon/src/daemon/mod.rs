@@ -43,13 +43,16 @@ pub enum DaemonError {
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
     /// The metrics endpoint could not listen.
-    #[error("cannot listen for /metrics on {addr}: {source}\nhint: another process (a second daemon?) uses the port; change metrics-listen")]
+    #[error("cannot listen for /metrics on {addr}: {source}\nhint: the address must be this host's and the port free (a second daemon?); change metrics-listen")]
     Metrics {
         /// `metrics-listen`.
         addr: SocketAddr,
         /// Why.
         source: std::io::Error,
     },
+    /// The streamers did not stop within the grace period after SIGTERM or SIGINT.
+    #[error("the streamers did not stop within {0:?}; the newest WAL may not be stored yet (the slot keeps it on the server, so a restarted daemon ships it)")]
+    ShutdownTimeout(std::time::Duration),
 }
 
 /// Runs until SIGTERM or SIGINT, then stops the streamers and returns.
@@ -101,10 +104,8 @@ pub async fn run(config: &Config) -> Result<(), DaemonError> {
         .await
         .is_err()
     {
-        tracing::error!(
-            grace = ?SHUTDOWN_GRACE,
-            "streamers did not stop in time; the newest WAL may not be stored"
-        );
+        // Nothing is lost (the slot still holds the WAL), but a service manager must see it.
+        return Err(DaemonError::ShutdownTimeout(SHUTDOWN_GRACE));
     }
     tracing::info!("daemon stopped");
     Ok(())

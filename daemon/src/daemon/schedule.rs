@@ -51,11 +51,19 @@ impl Schedule {
                  write it like \"0 0 2 * * *\" (02:00:00 every day) or \"off\""
             )
         })?;
-        Ok(Some(Schedule {
+        let schedule = Schedule {
             expr: expr.to_string(),
             cron,
             tz,
-        }))
+        };
+        if schedule.next_after(Utc::now()).is_none() {
+            // A schedule that never fires would look configured while no backup is ever taken.
+            return Err(format!(
+                "backup.schedule = {expr:?} never fires (no future time matches it, e.g. 31 \
+                 February or a past year); write it like \"0 0 2 * * *\" or \"off\""
+            ));
+        }
+        Ok(Some(schedule))
     }
 
     /// The first fire time strictly after `now`.
@@ -75,7 +83,10 @@ pub async fn run(config: &Config, cluster: &ClusterConfig, mut shutdown: watch::
     };
     loop {
         let Some(next) = schedule.next_after(Utc::now()) else {
-            tracing::info!(?schedule, "the backup schedule has no further fire time");
+            tracing::error!(
+                ?schedule,
+                "the backup schedule has no further fire time; no more scheduled backups"
+            );
             return;
         };
         tracing::debug!(at = %next, "next scheduled backup");
@@ -168,5 +179,9 @@ mod tests {
         assert!(Schedule::parse("0 0 2 * * *", "Mars/Olympus")
             .unwrap_err()
             .contains("IANA"));
+        for never in ["0 0 2 31 2 *", "0 0 2 * * * 2020"] {
+            let err = Schedule::parse(never, "UTC").unwrap_err();
+            assert!(err.contains("never fires"), "{never}: {err}");
+        }
     }
 }
