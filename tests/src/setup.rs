@@ -120,6 +120,21 @@ impl Archived {
         }
     }
 
+    /// Inserts marker 1 into `marker(n int)`, takes the time half a second later (UTC, no
+    /// offset, as an operator types it), and inserts marker 2 half a second after that: a
+    /// restore to the returned time must hold marker 1 and not marker 2.
+    #[track_caller]
+    pub fn markers_around_a_target(&self) -> String {
+        self.sql("INSERT INTO marker VALUES (1)");
+        std::thread::sleep(Duration::from_millis(500));
+        let target = self.sql(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        self.sql("INSERT INTO marker VALUES (2)");
+        target
+    }
+
     /// A fresh directory for a restore, inside the root.
     pub fn restore_dir(&self, name: &str) -> PathBuf {
         self.root.path().join(name)

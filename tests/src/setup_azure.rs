@@ -23,7 +23,7 @@ impl Archived {
             let container = format!("lifeboat-{}", hex_id());
             create_container(azurite, &container, &key);
             ConfigParts {
-                repositories: azure_repository(name, azurite, &container, &key),
+                repositories: azure_repository(name, &azurite.endpoint(), &container, &key),
                 ..ConfigParts::default()
             }
         })
@@ -44,8 +44,8 @@ fn create_container(azurite: &Azurite, container: &str, key: &Path) {
         .unwrap_or_else(|e| panic!("cannot create container {container}: {e}"));
 }
 
-/// A `[[cluster.repository]]` block for `container` on `azurite`, with the account key file.
-pub fn azure_repository(cluster: &str, azurite: &Azurite, container: &str, key: &Path) -> String {
+/// A `[[cluster.repository]]` block for `container` at `endpoint`, with the account key file.
+pub fn azure_repository(cluster: &str, endpoint: &str, container: &str, key: &Path) -> String {
     format!(
         r#"[[cluster.repository]]
 name = "azurite"
@@ -57,7 +57,6 @@ endpoint = "{endpoint}"
 account-key = "file:{key}"
 request-timeout = "20s"
 "#,
-        endpoint = azurite.endpoint(),
         key = key.display(),
     )
 }

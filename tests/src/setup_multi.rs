@@ -8,9 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::azurite::{Azurite, AZURITE_ACCOUNT};
+use crate::azurite::Azurite;
 use crate::privilege::give_to_postgres;
 use crate::setup::{config_text, ConfigParts};
+use crate::setup_azure::azure_repository;
 use crate::{Archived, TestRoot};
 
 /// The residency keys and `required` of the two repositories.
@@ -105,26 +106,11 @@ fn parts(
     ConfigParts {
         cluster: line("residency", &r.zone),
         repositories: format!(
-            r#"[[cluster.repository]]
-name = "local"
-kind = "local"
-path = "{repo}"
-{local_region}
-[[cluster.repository]]
-name = "azurite"
-kind = "azure"
-account = "{AZURITE_ACCOUNT}"
-container = "{container}"
-prefix = "clusters/{cluster}"
-endpoint = "{endpoint}"
-account-key = "file:{key}"
-request-timeout = "20s"
-required = {required}
-{azure_region}{allow}"#,
+            "[[cluster.repository]]\nname = \"local\"\nkind = \"local\"\npath = \"{repo}\"\n{local_region}\n\
+             {azure}required = {required}\n{azure_region}{allow}",
             repo = repo.display(),
             local_region = line("region", &r.local_region),
-            endpoint = r.azure_endpoint.as_deref().unwrap_or(endpoint),
-            key = key.display(),
+            azure = azure_repository(cluster, r.azure_endpoint.as_deref().unwrap_or(endpoint), container, key),
             required = !r.azure_optional,
             azure_region = line("region", &r.azure_region),
             allow = line("allow-cross-zone", &r.allow_cross_zone),

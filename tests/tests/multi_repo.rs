@@ -2,8 +2,6 @@
 //! backups go to both; a restore can come from either; the residency zone is enforced at
 //! start-up; a repository with `required = false` that is down holds nothing back.
 
-use std::time::Duration;
-
 use lifeboat::config::Config;
 use lifeboat::repo::{storage_for, Repository};
 use lifeboat_tests::{
@@ -48,12 +46,7 @@ fn a_local_and_an_azure_repository_hold_identical_wal_and_each_restores_to_a_tim
     a.sql("CREATE TABLE marker(n int)");
     a.lifeboat_ok(&["backup"]);
 
-    a.sql("INSERT INTO marker VALUES (1)");
-    std::thread::sleep(Duration::from_millis(500));
-    let target =
-        a.sql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')");
-    std::thread::sleep(Duration::from_millis(500));
-    a.sql("INSERT INTO marker VALUES (2)");
+    let target = a.markers_around_a_target();
     a.switch_and_archive();
 
     let repos = open_all(&m);
